@@ -1,0 +1,133 @@
+"""Plain-data records of claims and their proofs.
+
+These records are what the maths hands to the report and the CLI: they hold
+SymPy expressions and numbers, never formatting or file handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sympy
+
+Verdict = Literal["proved", "refuted", "unproved"]
+VERDICTS: tuple[Verdict, ...] = ("proved", "refuted", "unproved")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation, shown in order by the report.
+
+    Parameters
+    ----------
+    title : str
+        A short sentence saying what the step does ("differentiate the
+        batch mean with respect to b").
+    expr : sympy.Basic or None
+        The expression the step produced (an equation is a ``sympy.Eq``).
+        ``None`` for a step that is prose only.
+    note : str
+        Optional plain-text remark (method used, why a rewrite is sound).
+    """
+
+    title: str
+    expr: sympy.Basic | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One independent check of a claim, e.g. full expansion at a concrete N.
+
+    Parameters
+    ----------
+    method : str
+        The method's name, e.g. ``"expand-N=4"`` or ``"rationals-N=5"``.
+    passed : bool
+        Whether the check agreed with the claim.
+    detail : str
+        What was compared, or the counterexample when it failed.
+    """
+
+    method: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Proof:
+    """The outcome of proving one claim.
+
+    Parameters
+    ----------
+    claim_id : str
+        The id of the claim in the registry.
+    verdict : {"proved", "refuted", "unproved"}
+        ``proved`` when SymPy reached a literal zero or ``True`` *and* every
+        concrete check agreed; ``refuted`` when a counterexample was found;
+        ``unproved`` when neither could be established (see ``reason``).
+    symbolic_n : bool
+        Whether the symbolic part of the proof holds for a symbolic batch
+        size N (``False`` when only concrete N were covered).
+    methods : tuple of str
+        The methods used, e.g. ``("symbolic-N", "expand-N=2..8",
+        "rationals-N=2..8")``.
+    steps : tuple of Step
+        The derivation, step by step.
+    checks : tuple of Check
+        The independent checks and their outcomes.
+    seconds : float
+        Wall time of the proof.
+    reason : str
+        For ``unproved``: why; for ``refuted``: the counterexample.
+    """
+
+    claim_id: str
+    verdict: Verdict
+    symbolic_n: bool
+    methods: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    checks: tuple[Check, ...] = ()
+    seconds: float = 0.0
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A named claim of the registry.
+
+    Parameters
+    ----------
+    id : str
+        Stable identifier, e.g. ``"bias-cancels-train"``.
+    statement : str
+        One plain-text sentence.
+    latex : str
+        The statement in LaTeX (math mode content, no surrounding ``$``).
+    assumptions : tuple of str
+        Plain-text assumptions (``"eps >= 0"``, ``"N >= 2"``).
+    expected : {"proved", "refuted", "unproved"}
+        The verdict the catalogue expects. Negative controls expect
+        ``"refuted"``.
+    prove : callable
+        ``prove(n_max: int) -> Proof``.
+    symbolic_n_expected : bool
+        Whether the proof is expected to cover a symbolic N.
+    section : str
+        Where the paper or the literature discusses the claim.
+    """
+
+    id: str
+    statement: str
+    latex: str
+    assumptions: tuple[str, ...]
+    expected: Verdict
+    prove: Callable[[int], Proof] = field(repr=False)
+    symbolic_n_expected: bool = True
+    section: str = ""
