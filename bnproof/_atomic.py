@@ -56,11 +56,14 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         raise OutputDirError(
             f"parent folder {str(parent)!r} of the output folder does not exist; create it first"
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
+    # Root passes every os.access test, so try for real: make and remove a folder.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=parent))
+    except OSError as exc:
         raise OutputDirError(
-            f"output folder {str(target)!r} cannot be written (no write permission on "
+            f"output folder {str(target)!r} cannot be written ({exc.strerror} in "
             f"{str(parent)!r}); choose another --out"
-        )
+        ) from None
     return target
 
 
@@ -91,7 +94,13 @@ def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     renamed aside, the new one renamed into place, and the old one removed.
     """
     target = check_output_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    except OSError as exc:
+        raise OutputDirError(
+            f"output folder {str(target)!r} cannot be written ({exc.strerror}); "
+            "choose another --out"
+        ) from None
     try:
         yield tmp
         (tmp / MARKER).write_text("written by bnproof; safe to replace\n", encoding="utf-8")

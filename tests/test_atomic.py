@@ -1,0 +1,101 @@
+"""The output folder is replaced whole or not at all."""
+
+import os
+
+import pytest
+
+from bnproof._atomic import MARKER, OutputDirError, atomic_output_dir, check_output_dir
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_writes_new_folder_with_marker(tmp_path):
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        assert tmp != out
+        (tmp / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "new"
+    assert (out / MARKER).exists()
+    assert _siblings(out) == ["out"]
+
+
+def test_replaces_previous_output(tmp_path):
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with atomic_output_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
+    assert _siblings(out) == ["out"]
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_error_leaves_previous_output_intact(tmp_path, exc):
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "keep.txt").write_text("keep")
+    with pytest.raises(type(exc)):
+        with atomic_output_dir(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise exc
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"]
+    assert _siblings(out) == ["out"], "the temporary folder must be removed"
+
+
+def test_error_on_first_run_leaves_nothing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(out):
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_existing_folder_is_accepted(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with atomic_output_dir(out) as tmp:
+        (tmp / "x").write_text("x")
+    assert (out / "x").exists()
+
+
+def test_file_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("precious")
+    with pytest.raises(OutputDirError, match="is a file"):
+        check_output_dir(f)
+    assert f.read_text() == "precious"
+
+
+def test_foreign_folder_is_refused(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputDirError, match="not written by bnproof"):
+        with atomic_output_dir(out):
+            pytest.fail("the block must not run")
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_missing_parent_is_refused(tmp_path):
+    with pytest.raises(OutputDirError, match="does not exist"):
+        check_output_dir(tmp_path / "no" / "such" / "out")
+
+
+def test_unwritable_system_folder_is_refused():
+    # /sys refuses new entries even for root, so this runs in CI as root too.
+    with pytest.raises(OutputDirError, match="cannot be written"):
+        check_output_dir("/sys/bnproof-out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores write permissions")
+def test_unwritable_parent_is_refused(tmp_path):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(OutputDirError, match="cannot be written"):
+            check_output_dir(parent / "out")
+    finally:
+        parent.chmod(0o700)
