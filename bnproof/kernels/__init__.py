@@ -1,0 +1,31 @@
+"""Fast, accurate batch-normalization kernels (forward, backward, moments).
+
+Importing this package compiles nothing and does not import Numba; the
+kernels compile (or load from Numba's on-disk cache) on their first call.
+
+Functions
+---------
+batch_norm_forward
+    Training or inference forward pass, PyTorch's semantics, running
+    buffers updated in place.
+batch_norm_backward
+    Gradients with respect to the input, ``weight`` and ``bias``.
+batch_norm_moments
+    Per-channel ``(count, mean, m2)`` of a batch.
+merge_moments
+    Exact merge of two :class:`Moments` records (Chan, Golub & LeVeque).
+"""
+
+from ._batch_norm import batch_norm_backward as batch_norm_backward
+from ._batch_norm import batch_norm_forward as batch_norm_forward
+from ._batch_norm import batch_norm_moments as batch_norm_moments
+from ._moments import Moments as Moments
+from ._moments import merge_moments as merge_moments
+
+__all__ = [
+    "Moments",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "batch_norm_moments",
+    "merge_moments",
+]

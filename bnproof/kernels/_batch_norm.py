@@ -1,0 +1,478 @@
+"""Public batch-normalization functions: validation, layouts, running buffers.
+
+The functions here check every argument before any kernel runs or any buffer
+is written, bring the input into one of two memory layouts and call the
+jitted bodies of :mod:`bnproof.kernels._jit`, which trust their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+
+import numpy as np
+
+from ._moments import Moments
+
+__all__ = ["batch_norm_backward", "batch_norm_forward", "batch_norm_moments"]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Numba's ``workqueue`` threading layer aborts the process when two Python
+# threads run parallel kernels at once. The kernels already use every core,
+# so concurrent calls are serialized under this lock whatever the layer.
+_KERNEL_LOCK = threading.Lock()
+
+_backend_module = None
+
+
+def _backend():
+    """Return the module of jitted kernels, importing Numba on first use."""
+    global _backend_module
+    if _backend_module is None:
+        from . import _jit
+
+        _backend_module = _jit
+    return _backend_module
+
+
+# --------------------------------------------------------------------------- #
+# validation
+# --------------------------------------------------------------------------- #
+
+
+def _check_array(name: str, value: object, func: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{name} must be a NumPy array, got {type(value).__name__} "
+            f"(convert with np.asarray({name}, dtype=np.float32) before calling {func})"
+        )
+    if value.dtype not in _FLOAT_DTYPES:
+        cast = "np.float32" if value.dtype.kind == "f" and value.itemsize < 4 else "np.float64"
+        raise TypeError(
+            f"{name} has dtype {value.dtype}; {func} supports float32 and float64 only "
+            f"(cast with {name}.astype({cast}))"
+        )
+    return value
+
+
+def _check_input(name: str, x: object, channel_axis: object, func: str):
+    """Validate ``x`` and ``channel_axis``; return ``(x, axis, (A, C, B))``."""
+    x = _check_array(name, x, func)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name} has ndim {x.ndim} (shape {x.shape}); {func} needs (N, C) or "
+            f"(N, C, *spatial) (add a channel axis, e.g. {name}.reshape(-1, 1))"
+        )
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise TypeError(
+            f"channel_axis must be an int, got {channel_axis!r} "
+            "(use 1 for (N, C, ...) or -1 for channels-last (N, ..., C))"
+        )
+    axis = int(channel_axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"channel_axis={axis} is out of range for {name} with ndim {x.ndim} "
+            "(use 1 for (N, C, ...) or -1 for channels-last (N, ..., C))"
+        )
+    axis %= x.ndim
+    if axis == 0:
+        raise ValueError(
+            f"channel_axis={channel_axis} is the batch axis of {name} (shape {x.shape}); "
+            "use 1 for (N, C, ...) or -1 for channels-last (N, ..., C)"
+        )
+    if x.size == 0:
+        raise ValueError(
+            f"{name} is empty (shape {x.shape}); batch normalization needs at least "
+            "one value per channel (pass a non-empty batch)"
+        )
+    a = math.prod(x.shape[:axis])
+    b = math.prod(x.shape[axis + 1 :])
+    return x, axis, (a, x.shape[axis], b)
+
+
+def _check_channel_vector(name, value, channels, dtype, func, *, writeable=False):
+    if value is None:
+        return None
+    value = _check_array(name, value, func)
+    if value.shape != (channels,):
+        raise ValueError(
+            f"{name} has shape {value.shape} but x has {channels} channels; "
+            f"pass {name} of shape ({channels},)"
+        )
+    if value.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {value.dtype} but x has dtype {dtype}; pass all arrays "
+            f"in one dtype (e.g. {name}.astype(np.{dtype}))"
+        )
+    if writeable and not value.flags.writeable:
+        raise ValueError(
+            f"{name} is read-only but training updates it in place; "
+            f"pass a writeable array (e.g. {name}.copy())"
+        )
+    return value
+
+
+def _check_stat_vector(name, value, channels, dtype, func):
+    """mean/invstd for the backward pass: float64 or the input's dtype."""
+    value = _check_array(name, value, func)
+    if value.shape != (channels,):
+        raise ValueError(
+            f"{name} has shape {value.shape} but x has {channels} channels; "
+            f"pass the {name} returned by batch_norm_forward (shape ({channels},))"
+        )
+    if value.dtype not in (np.dtype(np.float64), dtype):
+        raise TypeError(
+            f"{name} has dtype {value.dtype}; pass float64 (as batch_norm_forward "
+            f"returns) or {dtype} like x"
+        )
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_eps(eps: object) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number >= 0, got {eps!r} (e.g. eps=1e-5)")
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"eps={eps!r} must be finite and >= 0 (PyTorch's default is 1e-5)")
+    return eps
+
+
+def _check_training_count(count: int, shape: tuple[int, ...], training: bool) -> None:
+    if training and count == 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size "
+            f"{tuple(shape)} (use training=False or a batch with more than one value "
+            "per channel)"
+        )
+
+
+def _as_layout(arr: np.ndarray, layout: tuple[int, int, int]) -> np.ndarray:
+    """C-contiguous ``(A, C, B)`` view (a copy only if ``arr`` is not contiguous)."""
+    return np.ascontiguousarray(arr).reshape(layout)
+
+
+def _kernel_view(arr3: np.ndarray) -> np.ndarray:
+    """Drop a trailing axis of length 1: rows x channels ``(R, C)`` kernels."""
+    return arr3[:, :, 0] if arr3.shape[2] == 1 else arr3
+
+
+def _vec64(value: np.ndarray | None, channels: int, fill: float) -> np.ndarray:
+    if value is None:
+        return np.full(channels, fill, dtype=np.float64)
+    return np.ascontiguousarray(value, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- #
+# public API
+# --------------------------------------------------------------------------- #
+
+
+def batch_norm_moments(x, channel_axis=1) -> Moments:
+    """Per-channel count, mean and sum of squared deviations of a batch.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32 or float64 array ``(N, C)``, ``(N, C, *spatial)`` or, with
+        ``channel_axis=-1``, channels-last ``(N, *spatial, C)``.
+    channel_axis : int, default 1
+        Axis of the channels; every other axis is reduced.
+
+    Returns
+    -------
+    Moments
+        ``(count, mean, m2)`` with float64 ``mean`` and ``m2`` of shape
+        ``(C,)``. Merge records of several batches with
+        :func:`merge_moments`.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a float32/float64 NumPy array.
+    ValueError
+        If ``x`` has fewer than 2 axes, is empty, or ``channel_axis`` is invalid.
+
+    Notes
+    -----
+    Ioffe & Szegedy (2015), Algorithm 1 (mini-batch mean and variance).
+    Accumulates in float64 over fixed blocks of the batch, each with a
+    shifted two-pass algorithm, and merges the blocks with Chan's rule in a
+    fixed order: the result does not depend on the number of threads.
+    """
+    func = "batch_norm_moments"
+    x, _, layout = _check_input("x", x, channel_axis, func)
+    x3 = _as_layout(x, layout)
+    kernels = _backend()
+    with _KERNEL_LOCK:
+        mu, m2 = kernels.moments(_kernel_view(x3))
+    return Moments(layout[0] * layout[2], mu, m2)
+
+
+def batch_norm_forward(
+    x,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    *,
+    training=True,
+    momentum=0.1,
+    eps=1e-5,
+    channel_axis=1,
+    num_batches_tracked=None,
+):
+    """Batch normalization forward pass (PyTorch's semantics).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32 or float64 input ``(N, C)``, ``(N, C, *spatial)`` or, with
+        ``channel_axis=-1``, channels-last ``(N, *spatial, C)``. Any memory
+        order; non-contiguous arrays are copied once.
+    weight, bias : numpy.ndarray or None
+        ``gamma`` and ``beta`` of shape ``(C,)`` in ``x``'s dtype. ``None``
+        means no affine step (``gamma = 1``, ``beta = 0``).
+    running_mean, running_var : numpy.ndarray or None
+        Running buffers of shape ``(C,)`` in ``x``'s dtype. Pass both or
+        neither. In training mode they are updated **in place** (they must
+        be writeable); in inference mode they are read and never changed.
+    training : bool, default True
+        ``True``: normalize with the batch statistics. ``False``: normalize
+        with ``running_mean`` and ``running_var`` (both required).
+    momentum : float or None, default 0.1
+        PyTorch's convention, not Keras/Flax's: ``new = (1 - momentum) old +
+        momentum batch``. ``None`` gives a cumulative average, see
+        ``num_batches_tracked``.
+    eps : float, default 1e-5
+        Added to the variance before the square root; ``>= 0``.
+    channel_axis : int, default 1
+        Axis of the channels (1 for channels-first, -1 for channels-last).
+    num_batches_tracked : int or None
+        Only with ``momentum=None``: how many batches the running buffers
+        already average (PyTorch's ``num_batches_tracked`` buffer *before*
+        this call). This batch enters with weight ``1 / (num_batches_tracked
+        + 1)``; the caller increments its count afterwards. Ignored when
+        ``momentum`` is a number.
+
+    Returns
+    -------
+    y : numpy.ndarray
+        Normalized output, same shape and dtype as ``x``, C-contiguous.
+    mean : numpy.ndarray
+        float64 ``(C,)``: the batch mean (training) or ``running_mean``
+        (inference).
+    invstd : numpy.ndarray
+        float64 ``(C,)``: ``1 / sqrt(var + eps)`` with the biased batch
+        variance (training) or ``running_var`` (inference). Pass ``mean`` and
+        ``invstd`` to :func:`batch_norm_backward`.
+
+    Raises
+    ------
+    TypeError
+        Non-array inputs, dtypes other than float32/float64, mixed dtypes,
+        non-boolean ``training``.
+    ValueError
+        Wrong ndim, empty input, channel counts that disagree, one value per
+        channel in training, ``eps < 0``, ``momentum`` outside ``[0, 1]``,
+        only one running buffer, read-only running buffers in training,
+        missing running buffers in inference, ``momentum=None`` without
+        ``num_batches_tracked``. Nothing is written when an error is raised.
+
+    Notes
+    -----
+    Ioffe & Szegedy (2015), Algorithm 1: ``mu`` and the biased ``var`` of
+    each channel over the batch and spatial positions, ``xhat = (x - mu) /
+    sqrt(var + eps)``, ``y = gamma xhat + beta``; section 3.1 for the
+    inference transform with population statistics. The running variance is
+    updated with the unbiased estimate ``m2 / (count - 1)`` as in PyTorch.
+
+    Statistics accumulate in float64 (shifted two-pass per block, blocks
+    merged with Chan's rule in a fixed order), never as ``E[x^2] - E[x]^2``:
+    the variance is never negative and a constant channel gives exactly
+    ``bias``. Each output is evaluated as ``(x - mu) * (gamma invstd) +
+    beta`` in float64 and rounded once, so float32 outputs stay within the
+    rounding floor even when ``|mean| / std`` is 1e6. NaN or inf in a channel
+    make that channel's ``mean``/``invstd`` and outputs NaN (inf for the mean
+    of one inf), as in PyTorch; other channels are unaffected. With
+    ``eps=0`` a constant channel gives NaN. Results are bit-identical
+    whatever the number of Numba threads.
+    """
+    func = "batch_norm_forward"
+    x, _, layout = _check_input("x", x, channel_axis, func)
+    channels = layout[1]
+    count = layout[0] * layout[2]
+    training = _check_bool("training", training)
+    weight = _check_channel_vector("weight", weight, channels, x.dtype, func)
+    bias = _check_channel_vector("bias", bias, channels, x.dtype, func)
+    if (running_mean is None) != (running_var is None):
+        given = "running_mean" if running_var is None else "running_var"
+        raise ValueError(
+            f"only {given} was given; pass both running_mean and running_var or neither"
+        )
+    running_mean = _check_channel_vector(
+        "running_mean", running_mean, channels, x.dtype, func, writeable=training
+    )
+    running_var = _check_channel_vector(
+        "running_var", running_var, channels, x.dtype, func, writeable=training
+    )
+    if running_mean is not None and np.shares_memory(running_mean, running_var):
+        raise ValueError(
+            "running_mean and running_var share memory; pass two separate arrays"
+        )
+    eps = _check_eps(eps)
+    if momentum is not None:
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+            raise TypeError(
+                f"momentum must be a number in [0, 1] or None, got {momentum!r} (e.g. 0.1)"
+            )
+        momentum = float(momentum)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"momentum={momentum!r} is outside [0, 1]; PyTorch's convention weights the "
+                "new batch by momentum (e.g. 0.1; Keras' 0.99 corresponds to 0.01)"
+            )
+    if num_batches_tracked is not None and (
+        isinstance(num_batches_tracked, bool)
+        or not isinstance(num_batches_tracked, numbers.Integral)
+        or num_batches_tracked < 0
+    ):
+        raise ValueError(
+            f"num_batches_tracked must be an int >= 0, got {num_batches_tracked!r}"
+        )
+    if training and momentum is None and running_mean is not None and num_batches_tracked is None:
+        raise ValueError(
+            "momentum=None (cumulative average) needs num_batches_tracked, the number of "
+            "batches already in the running buffers (0 for the first batch)"
+        )
+    if not training and running_mean is None:
+        raise ValueError(
+            "training=False normalizes with running statistics; pass running_mean and "
+            "running_var (or use training=True)"
+        )
+    _check_training_count(count, x.shape, training)
+
+    # ---- everything is valid: compute ---------------------------------- #
+    gamma = _vec64(weight, channels, 1.0)
+    beta = _vec64(bias, channels, 0.0)
+    x3 = _kernel_view(_as_layout(x, layout))
+    y = np.empty(x.shape, dtype=x.dtype)
+    y3 = _kernel_view(y.reshape(layout))
+    kernels = _backend()
+    if training:
+        with _KERNEL_LOCK:
+            mean, m2, invstd = kernels.forward_train(x3, gamma, beta, eps, y3)
+        if running_mean is not None:
+            factor = momentum if momentum is not None else 1.0 / (num_batches_tracked + 1)
+            new_mean = (1.0 - factor) * running_mean.astype(np.float64) + factor * mean
+            new_var = (1.0 - factor) * running_var.astype(np.float64) + factor * (
+                m2 / (count - 1)
+            )
+            running_mean[...] = new_mean
+            running_var[...] = new_var
+    else:
+        mean = running_mean.astype(np.float64)
+        invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        with _KERNEL_LOCK:
+            kernels.normalize(x3, mean, gamma * invstd, beta, y3)
+    return y, mean, invstd
+
+
+def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1):
+    """Batch normalization backward pass: gradients of a loss w.r.t. x, weight, bias.
+
+    Parameters
+    ----------
+    dy : numpy.ndarray
+        Gradient of the loss with respect to ``y``; same shape and dtype as
+        ``x``.
+    x : numpy.ndarray
+        The forward input (float32 or float64, layouts as in
+        :func:`batch_norm_forward`).
+    weight : numpy.ndarray or None
+        ``gamma`` of shape ``(C,)`` in ``x``'s dtype, or ``None`` for no
+        affine step.
+    mean, invstd : numpy.ndarray
+        ``(C,)`` as returned by :func:`batch_norm_forward` (float64, or
+        ``x``'s dtype).
+    training : bool, default True
+        Must match the forward call. ``True``: gradients flow through the
+        batch mean and variance. ``False``: the statistics are constants.
+    channel_axis : int, default 1
+        Axis of the channels.
+
+    Returns
+    -------
+    dx : numpy.ndarray
+        Same shape and dtype as ``x``.
+    dweight, dbias : numpy.ndarray or None
+        ``(C,)`` in ``x``'s dtype; ``None`` when ``weight`` is ``None``.
+
+    Raises
+    ------
+    TypeError
+        Non-array inputs, unsupported or mixed dtypes.
+    ValueError
+        Wrong ndim, empty input, ``dy`` of another shape than ``x``, channel
+        counts that disagree, one value per channel in training.
+
+    Notes
+    -----
+    Ioffe & Szegedy (2015), section 3, the chain rule below Algorithm 1,
+    written in closed form with ``g = dy`` and ``xhat = (x - mean) invstd``:
+    training ``dx = gamma invstd (g - mean(g) - xhat mean(g xhat))``,
+    inference ``dx = g gamma invstd``; in both ``dweight = sum(g xhat)`` and
+    ``dbias = sum(g)`` per channel. Sums accumulate in float64 over fixed
+    blocks merged in a fixed order (bit-identical for any thread count), and
+    ``dx`` is evaluated in float64 and rounded once.
+    """
+    func = "batch_norm_backward"
+    x, _, layout = _check_input("x", x, channel_axis, func)
+    dy = _check_array("dy", dy, func)
+    if dy.shape != x.shape:
+        raise ValueError(
+            f"dy has shape {dy.shape} but x has shape {x.shape}; pass the gradient of y, "
+            "which has x's shape"
+        )
+    if dy.dtype != x.dtype:
+        raise TypeError(
+            f"dy has dtype {dy.dtype} but x has dtype {x.dtype}; pass all arrays in one "
+            f"dtype (e.g. dy.astype(np.{x.dtype}))"
+        )
+    channels = layout[1]
+    count = layout[0] * layout[2]
+    weight = _check_channel_vector("weight", weight, channels, x.dtype, func)
+    mean = _check_stat_vector("mean", mean, channels, x.dtype, func)
+    invstd = _check_stat_vector("invstd", invstd, channels, x.dtype, func)
+    training = _check_bool("training", training)
+    _check_training_count(count, x.shape, training)
+
+    gamma = _vec64(weight, channels, 1.0)
+    mu = np.ascontiguousarray(mean, dtype=np.float64)
+    invstd64 = np.ascontiguousarray(invstd, dtype=np.float64)
+    x3 = _kernel_view(_as_layout(x, layout))
+    dy3 = _kernel_view(_as_layout(dy, layout))
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dx3 = _kernel_view(dx.reshape(layout))
+    kernels = _backend()
+    with _KERNEL_LOCK:
+        if training:
+            sum_dy, sum_dy_xmu = kernels.backward_train(dy3, x3, mu, invstd64, gamma, dx3)
+        else:
+            zeros = np.zeros(channels, dtype=np.float64)
+            kernels.normalize(dy3, zeros, gamma * invstd64, zeros, dx3)
+            sum_dy, sum_dy_xmu = (
+                kernels.backward_sums(dy3, x3, mu) if weight is not None else (None, None)
+            )
+    if weight is None:
+        return dx, None, None
+    dweight = (sum_dy_xmu * invstd64).astype(x.dtype)
+    dbias = sum_dy.astype(x.dtype)
+    return dx, dweight, dbias
