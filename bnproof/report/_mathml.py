@@ -1,0 +1,178 @@
+"""MathML Core output for SymPy expressions, with SymPy's fallbacks fixed.
+
+SymPy's presentation printer (:class:`sympy.printing.mathml.MathMLPresentationPrinter`)
+returns a fragment without a ``<math>`` root and, for classes it does not
+know, prints the lowercased class name followed by the arguments: a
+Kronecker delta comes out as ``kroneckerdelta(j, k)``, a ``Piecewise`` as
+``piecewise((1/N, ...), (0, True))`` and an undefined function ``BN`` as
+``bn`` (sympy issues 16036 and 11200). The derivation steps of the proofs
+contain all three, so the report prints them with :class:`ReportMathMLPrinter`.
+
+The output uses only elements of MathML Core (``mi``, ``mo``, ``mn``,
+``mrow``, ``msub``, ``msup``, ``msubsup``, ``mfrac``, ``msqrt``,
+``munderover``, ``mtable``, ``mtext``), which Chromium (109+), Firefox and
+Safari lay out natively without JavaScript, and numeric character
+references only, so a fragment is valid in HTML and in XML alike.
+"""
+
+from __future__ import annotations
+
+import html.entities
+import re
+
+import sympy
+from sympy.core.function import AppliedUndef
+from sympy.printing.mathml import MathMLPresentationPrinter
+
+__all__ = ["ReportMathMLPrinter", "mathml"]
+
+_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+#: XML's own five entities stay named; every other one becomes numeric.
+_XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
+
+
+def _numeric_entities(text: str) -> str:
+    """Replace HTML named entities (``&dd;``, ``&InvisibleTimes;``) by numeric ones."""
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in _XML_ENTITIES:
+            return match.group(0)
+        chars = html.entities.html5.get(name + ";")
+        if chars is None:
+            raise ValueError(f"unknown entity &{name}; in MathML output")
+        return "".join(f"&#x{ord(c):X};" for c in chars)
+
+    return _ENTITY.sub(repl, text)
+
+
+class ReportMathMLPrinter(MathMLPresentationPrinter):
+    """Presentation MathML printer for the derivation report.
+
+    Differences from SymPy's printer:
+
+    * ``KroneckerDelta(i, j)`` prints as ``δ`` with the subscript ``i j``;
+    * ``Piecewise`` prints as a brace and a table of (value, condition) rows,
+      the last condition ``True`` as "otherwise";
+    * undefined functions keep their name as written (``BN``, ``y_i``, Greek
+      names as letters), and any other unknown class its own name rather
+      than the lowercased one;
+    * the ordinary derivative's "d" is an upright ``mi``, not the
+      double-struck ``ⅆ`` operator, so it needs no special font.
+
+    Notes
+    -----
+    Used for the intermediate expressions of every proof step (the Kronecker
+    delta appears in the Jacobian of section 3 of Ioffe & Szegedy 2015).
+    """
+
+    printmethod = "_mathml_report"
+
+    def mathml_tag(self, e: object) -> str:
+        """Return the tag or name for ``e``, keeping the class name's case."""
+        name = super().mathml_tag(e)
+        cls = type(e).__name__
+        if name == cls.lower() and name != cls:
+            return cls
+        return name
+
+    def _element(self, tag: str, text: str | None = None, **attrs: str):
+        node = self.dom.createElement(tag)
+        for key, value in attrs.items():
+            node.setAttribute(key, value)
+        if text is not None:
+            node.appendChild(self.dom.createTextNode(text))
+        return node
+
+    def _print_KroneckerDelta(self, e):
+        sub = self._element("msub")
+        sub.appendChild(self._element("mi", "&#x3B4;"))
+        indices = self._element("mrow")
+        simple = all(arg.is_Atom for arg in e.args)
+        for position, arg in enumerate(e.args):
+            if position:
+                # An invisible separator between atoms (δ_jk), a comma otherwise.
+                indices.appendChild(self._element("mo", "&#x2063;" if simple else ","))
+            indices.appendChild(self._print(arg))
+        sub.appendChild(indices)
+        return sub
+
+    def _print_Piecewise(self, e):
+        row = self._element("mrow")
+        row.appendChild(self._element("mo", "{"))
+        table = self._element("mtable", columnalign="left left")
+        for value, condition in e.args:
+            tr = self._element("mtr")
+            cell = self._element("mtd")
+            cell.appendChild(self._print(value))
+            tr.appendChild(cell)
+            cell = self._element("mtd")
+            if condition == sympy.true:
+                cell.appendChild(self._element("mtext", "otherwise"))
+            else:
+                cond = self._element("mrow")
+                cond.appendChild(self._element("mtext", "if&#xA0;"))
+                cond.appendChild(self._print(condition))
+                cell.appendChild(cond)
+            tr.appendChild(cell)
+            table.appendChild(tr)
+        row.appendChild(table)
+        return row
+
+    def _print_Function(self, e):
+        if not isinstance(e, AppliedUndef):
+            return super()._print_Function(e)
+        row = self._element("mrow")
+        name = type(e).__name__
+        if len(name) > 1 and name.isalpha() and name.isupper():
+            # An operator-like name (BN): upright, as one identifier.
+            row.appendChild(self._element("mi", name))
+        else:
+            row.appendChild(self._print(sympy.Symbol(name)))
+        row.appendChild(self._paren_comma_separated(*e.args))
+        return row
+
+    def _print_Derivative(self, e):
+        node = super()._print_Derivative(e)
+        for mo in list(node.getElementsByTagName("mo")):
+            if mo.firstChild is not None and mo.firstChild.data == "&dd;":
+                mi = self._element("mi", "d", mathvariant="normal")
+                mo.parentNode.replaceChild(mi, mo)
+        return node
+
+    def doprint(self, expr) -> str:
+        """Return the fragment for ``expr`` with numeric character references only."""
+        return _numeric_entities(super().doprint(expr))
+
+
+def mathml(expr: sympy.Basic, *, display: str = "block") -> str:
+    """Return ``expr`` as a complete ``<math>`` element.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        The expression (an equation is a ``sympy.Eq``).
+    display : {"block", "inline"}, default "block"
+        ``block`` centres the formula on its own line.
+
+    Returns
+    -------
+    str
+        ``<math display="...">...</math>``, MathML Core, no JavaScript needed.
+
+    Raises
+    ------
+    TypeError
+        If ``expr`` is not a SymPy object.
+    ValueError
+        If ``display`` is neither ``"block"`` nor ``"inline"``.
+    """
+    if not isinstance(expr, sympy.Basic):
+        raise TypeError(
+            f"expr must be a SymPy expression, got {type(expr).__name__} "
+            "(build it with sympy, e.g. sympy.Eq(lhs, rhs))"
+        )
+    if display not in ("block", "inline"):
+        raise ValueError(f"display={display!r}; use 'block' or 'inline'")
+    body = ReportMathMLPrinter().doprint(expr)
+    return f'<math display="{display}">{body}</math>'
