@@ -1,0 +1,353 @@
+"""Gather every result the report shows (proofs, tables, drift, figures, provenance).
+
+:func:`collect` runs the other parts of bnproof and keeps what they return;
+the writers only read the :class:`ReportData` it builds. Nothing here
+derives, checks or computes any mathematics of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import numbers
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect"]
+
+#: Stages of :func:`collect`, in order, as passed to ``progress``.
+STAGES = ("proofs", "cross-check", "accuracy", "drift", "figures")
+
+#: Largest batch size of the concrete checks of each proof (the default of
+#: :func:`bnproof.symbolic.prove_all`), and a smaller one for ``quick``.
+N_MAX = 8
+N_MAX_QUICK = 4
+#: Batch sizes of the kernels' cross-check against the symbolic derivation.
+CROSSCHECK_N = tuple(range(2, 9))
+CROSSCHECK_N_QUICK = (2, 3, 4)
+#: Offsets |mean| / std of the accuracy table (0 and every decade to 1e6).
+ACCURACY_OFFSETS = (0.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
+ACCURACY_OFFSETS_QUICK = (0.0, 1e3, 1e6)
+#: Shape (N, C) of the accuracy batches (the experiment's default) and a quick one.
+ACCURACY_SHAPE = (1024, 16)
+ACCURACY_SHAPE_QUICK = (256, 8)
+#: The drift scenarios the report shows. The accuracy stage above already
+#: covers the drift experiment's "precision" scenario, so it is not re-run.
+DRIFT_SCENARIOS = ("bias-only", "train-all")
+#: Steps of every drift run with ``quick`` (the report's default run is the
+#: experiment's own ``quick=True`` plan; ``bnproof drift`` runs the full one).
+DRIFT_STEPS_QUICK = 20
+
+Progress = Callable[[str, int, int, str], object]
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim of the registry and the outcome of proving it.
+
+    Parameters
+    ----------
+    claim : bnproof.symbolic.Claim
+        The statement, its LaTeX, assumptions and expected verdict.
+    proof : bnproof.symbolic.Proof
+        The verdict, derivation steps, checks and time.
+    """
+
+    claim: object
+    proof: object
+
+    @property
+    def as_expected(self) -> bool:
+        """Whether the verdict is the one the catalogue expects."""
+        return self.proof.verdict == self.claim.expected
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """A rendered figure: SVG text for HTML and Markdown, PDF bytes for LaTeX.
+
+    Parameters
+    ----------
+    name : str
+        File-name stem (letters, digits, ``-`` and ``_``).
+    caption : str
+        One or two plain-text sentences saying what the figure shows.
+    svg : str
+        The figure as an SVG document.
+    pdf : bytes
+        The figure as a PDF document.
+    """
+
+    name: str
+    caption: str
+    svg: str
+    pdf: bytes
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report shows, as gathered by :func:`collect`.
+
+    Parameters
+    ----------
+    claims : tuple of ClaimResult
+        Every claim of the registry with its proof, in registry order.
+    crosscheck : dict or None
+        :func:`bnproof.experiments.crosscheck.cross_check`'s result.
+    accuracy : dict or None
+        :func:`bnproof.experiments.accuracy.accuracy_vs_offset`'s result.
+    drift : dict or None
+        :func:`bnproof.experiments.drift.run_drift`'s result.
+    figures : tuple of FigureData
+        The drift and accuracy figures, rendered.
+    provenance : dict
+        :func:`bnproof._provenance.provenance`.
+    seeds : dict
+        Name of each random experiment -> its seed.
+    settings : dict
+        How each stage was run (batch sizes, offsets, steps, ``quick``).
+    timings_seconds : dict
+        Stage name -> wall time.
+
+    ``None`` for a stage means it was not run; the writers say so.
+    """
+
+    claims: tuple[ClaimResult, ...]
+    crosscheck: dict | None
+    accuracy: dict | None
+    drift: dict | None
+    figures: tuple[FigureData, ...]
+    provenance: dict
+    seeds: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    timings_seconds: dict = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[str]:
+        """Plain-text list of claims without their expected verdict and failed cross-checks."""
+        out = [
+            f"claim {c.claim.id}: verdict {c.proof.verdict}, expected {c.claim.expected}"
+            for c in self.claims
+            if not c.as_expected
+        ]
+        for row in (self.crosscheck or {}).get("rows", []):
+            if not row.get("passed", False):
+                out.append(f"cross-check n={row.get('n')} {row.get('quantity')}: failed")
+        return out
+
+
+def render_figure(figure, name: str, caption: str) -> FigureData:
+    """Render a :class:`matplotlib.figure.Figure` to SVG and PDF in memory.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        A figure built with the object-oriented API (no pyplot state).
+    name : str
+        File-name stem: letters, digits, ``-`` and ``_`` only.
+    caption : str
+        What the figure shows.
+
+    Returns
+    -------
+    FigureData
+
+    Raises
+    ------
+    TypeError
+        If ``figure`` is not a matplotlib figure.
+    ValueError
+        If ``name`` is empty or holds other characters.
+    """
+    from matplotlib.figure import Figure
+
+    if not isinstance(figure, Figure):
+        raise TypeError(f"figure {name!r} is a {type(figure).__name__}, not a matplotlib Figure")
+    if not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+        raise ValueError(f"figure name {name!r} must be letters, digits, '-' or '_'")
+    # The SVG keeps text as paths, so it looks the same without the fonts;
+    # a fixed hash salt and no date make the output reproducible.
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "bnproof"}):
+        svg = io.StringIO()
+        figure.savefig(svg, format="svg", metadata={"Date": None})
+    pdf = io.BytesIO()
+    figure.savefig(pdf, format="pdf", metadata={"CreationDate": None})
+    return FigureData(name=name, caption=caption, svg=svg.getvalue(), pdf=pdf.getvalue())
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int >= 0, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0")
+    return int(seed)
+
+
+def _figure_caption(name: str) -> str:
+    return {
+        "accuracy": "Error of the normalized float32 output against an exact reference as "
+        "the offset |mean| / std grows, per method (bnproof's kernels, two-pass and one-pass "
+        "float32, PyTorch when installed).",
+    }.get(name, f"Drift experiment: {name.replace('-', ' ').replace('_', ' ')}.")
+
+
+def collect(
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    stages: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Run the proofs and experiments and gather their results for the report.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Smaller runs (for tests): proofs checked up to N = 4, cross-check at
+        N = 2..4, three offsets on a smaller batch, drift runs of
+        :data:`DRIFT_STEPS_QUICK` steps.
+    seed : int, default 0
+        Seed of the cross-check, accuracy and drift experiments.
+    stages : sequence of str or None
+        Names from :data:`STAGES` to run (default all); the others are
+        left as ``None`` (the figures need "drift" and/or "accuracy").
+    progress : callable or None
+        Called as ``progress(stage, done, total, detail)`` as work completes.
+
+    Returns
+    -------
+    ReportData
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument; the message names the value and the fix.
+    ModuleNotFoundError
+        If matplotlib or scikit-learn is missing (``pip install 'bnproof[report]'``).
+
+    Notes
+    -----
+    The claims are those of sections 2 and 3 of Ioffe & Szegedy (2015); see
+    :data:`bnproof.symbolic.CLAIMS`. This function only calls
+    :func:`bnproof.symbolic.prove_all`, the experiments and the plots.
+    """
+    if not isinstance(quick, bool):
+        raise TypeError(f"quick must be True or False, got {quick!r}")
+    seed = _check_seed(seed)
+    if stages is None:
+        wanted = set(STAGES)
+    else:
+        if isinstance(stages, str):
+            raise TypeError(f"stages must be a list of names, got the string {stages!r}")
+        wanted = set(stages)
+        unknown = wanted - set(STAGES)
+        if unknown:
+            raise ValueError(
+                f"unknown stage(s) {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}"
+            )
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"progress must be a callable(stage, done, total, detail) or None, got {progress!r}"
+        )
+
+    def report(stage: str, done: int, total: int, detail: str = "") -> None:
+        if progress is not None:
+            progress(stage, done, total, detail)
+
+    from bnproof._provenance import provenance
+
+    timings: dict[str, float] = {}
+    settings: dict[str, object] = {"quick": quick}
+    seeds: dict[str, int] = {}
+
+    claims: tuple[ClaimResult, ...] = ()
+    if "proofs" in wanted:
+        from bnproof.symbolic import CLAIMS, prove_all
+
+        n_max = N_MAX_QUICK if quick else N_MAX
+        settings["proofs"] = {"n_max": n_max}
+        start = time.perf_counter()
+        total = len(CLAIMS)
+        report("proofs", 0, total)
+        proofs = prove_all(
+            n_max=n_max,
+            progress=lambda claim_id, done, tot: report("proofs", done, tot, claim_id),
+        )
+        claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+        timings["proofs"] = time.perf_counter() - start
+
+    crosscheck = None
+    if "cross-check" in wanted:
+        from bnproof.experiments.crosscheck import cross_check
+
+        n_values = CROSSCHECK_N_QUICK if quick else CROSSCHECK_N
+        settings["cross-check"] = {"n_values": list(n_values)}
+        seeds["cross-check"] = seed
+        start = time.perf_counter()
+        report("cross-check", 0, 1)
+        crosscheck = cross_check(n_values, seed=seed)
+        report("cross-check", 1, 1)
+        timings["cross-check"] = time.perf_counter() - start
+
+    accuracy = None
+    if "accuracy" in wanted:
+        from bnproof.experiments.accuracy import accuracy_vs_offset
+
+        offsets = ACCURACY_OFFSETS_QUICK if quick else ACCURACY_OFFSETS
+        shape = ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE
+        settings["accuracy"] = {"offsets_over_std": list(offsets), "shape": list(shape)}
+        seeds["accuracy"] = seed
+        start = time.perf_counter()
+        report("accuracy", 0, 1)
+        accuracy = accuracy_vs_offset(list(offsets), shape=shape, std=1.0, seed=seed)
+        report("accuracy", 1, 1)
+        timings["accuracy"] = time.perf_counter() - start
+
+    drift = None
+    if "drift" in wanted:
+        from bnproof.experiments.drift import run_drift
+
+        steps = DRIFT_STEPS_QUICK if quick else None
+        settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps}
+        seeds["drift"] = seed
+        start = time.perf_counter()
+        report("drift", 0, 1)
+        drift = run_drift(
+            DRIFT_SCENARIOS,
+            steps=steps,
+            seed=seed,
+            quick=True,
+            progress=lambda stage, done, tot: report("drift", done, tot, stage),
+        )
+        timings["drift"] = time.perf_counter() - start
+
+    figures: list[FigureData] = []
+    if "figures" in wanted and (drift is not None or accuracy is not None):
+        from bnproof import plots
+
+        start = time.perf_counter()
+        built = {}
+        if drift is not None:
+            built.update(plots.drift_figures(drift))
+        if accuracy is not None:
+            built["accuracy"] = plots.accuracy_figure(accuracy)
+        for done, (name, fig) in enumerate(built.items()):
+            report("figures", done, len(built), name)
+            figures.append(render_figure(fig, name, _figure_caption(name)))
+        report("figures", len(built), len(built))
+        timings["figures"] = time.perf_counter() - start
+
+    return ReportData(
+        claims=claims,
+        crosscheck=crosscheck,
+        accuracy=accuracy,
+        drift=drift,
+        figures=tuple(figures),
+        provenance=provenance(),
+        seeds=seeds,
+        settings=settings,
+        timings_seconds={k: round(v, 3) for k, v in timings.items()},
+    )
+
