@@ -136,3 +136,9 @@ def test_rejects_bad_arguments():
         mathml("x + 1")
     with pytest.raises(ValueError, match="display='wide'"):
         mathml(b, display="wide")
+
+
+def test_minus_is_a_minus_sign():
+    out = mathml(b - KroneckerDelta(i, j))
+    assert "<mo>&#x2212;</mo>" in out
+    assert "<mo>-</mo>" not in out

@@ -62,6 +62,9 @@ def sample_data(*, failing=False):
              Eq(Function("J")(i, j), (KroneckerDelta(i, j) - 1 / N) / Symbol("s"))),
         Step("d(mu)/d(x_j) before the range of j is known",
              Piecewise((1 / N, (j >= 1) & (j <= N)), (0, True))),
+        Step("the normalized value",
+             Eq(Symbol("xhat_i"), (x[i] - Symbol("mu")) / sympy.sqrt(Symbol("sigma^2")
+                                                                   + Symbol("epsilon")))),
         Step("prose only, no expression"),
     )
     train = ClaimResult(

@@ -27,7 +27,8 @@ blockquote { margin: 1rem 0; padding: 0.5rem 1rem; border-left: 4px solid #999;
 .answer { padding: 0.5rem 1rem; border-left: 4px solid #2a6ebb; background: #eef4fb; }
 .ok { color: #1b6e20; } .fail { color: #b00020; font-weight: bold; }
 .note { color: #555; font-size: 0.95em; }
-math { font-family: "Noto Sans Math", "STIX Two Math", "Latin Modern Math", math; }
+math { font-family: "Noto Sans Math", "STIX Two Math", "Latin Modern Math", math;
+       font-size: 1.15em; }
 math[display="block"] { overflow-x: auto; overflow-y: hidden; padding: 0.3rem 0; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9em; }
 caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: 0.3rem; }

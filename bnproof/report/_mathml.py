@@ -58,7 +58,8 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
       names as letters), and any other unknown class its own name rather
       than the lowercased one;
     * the ordinary derivative's "d" is an upright ``mi``, not the
-      double-struck ``ⅆ`` operator, so it needs no special font.
+      double-struck ``ⅆ`` operator, so it needs no special font;
+    * the minus sign is U+2212, not a hyphen.
 
     Notes
     -----
@@ -100,7 +101,8 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
     def _print_Piecewise(self, e):
         row = self._element("mrow")
         row.appendChild(self._element("mo", "{"))
-        table = self._element("mtable", columnalign="left left")
+        # displaystyle: fractions in the cells at full size, as in a display.
+        table = self._element("mtable", columnalign="left left", displaystyle="true")
         for value, condition in e.args:
             tr = self._element("mtr")
             cell = self._element("mtd")
@@ -142,7 +144,9 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
 
     def doprint(self, expr) -> str:
         """Return the fragment for ``expr`` with numeric character references only."""
-        return _numeric_entities(super().doprint(expr))
+        # SymPy writes the minus sign as a hyphen; typeset it as U+2212.
+        out = super().doprint(expr).replace("<mo>-</mo>", "<mo>&#x2212;</mo>")
+        return _numeric_entities(out)
 
 
 def mathml(expr: sympy.Basic, *, display: str = "block") -> str:
