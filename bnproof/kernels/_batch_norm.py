@@ -155,8 +155,17 @@ def _check_training_count(count: int, shape: tuple[int, ...], training: bool) ->
 
 
 def _as_layout(arr: np.ndarray, layout: tuple[int, int, int]) -> np.ndarray:
-    """C-contiguous ``(A, C, B)`` view (a copy only if ``arr`` is not contiguous)."""
-    return np.ascontiguousarray(arr).reshape(layout)
+    """Read-only C-contiguous ``(A, C, B)`` view (a copy only if ``arr`` is not contiguous).
+
+    Inputs always reach the kernels as read-only arrays, so that writeable
+    and read-only inputs share one compiled specialization (Numba types the
+    two differently) and a kernel cannot write to them.
+    """
+    view = np.ascontiguousarray(arr).reshape(layout)
+    if view is arr:
+        view = arr.view()
+    view.flags.writeable = False
+    return view
 
 
 def _kernel_view(arr3: np.ndarray) -> np.ndarray:

@@ -1,0 +1,316 @@
+"""Benchmark of the batch-normalization kernels against their memory-traffic floor.
+
+Batch normalization is memory bound: the training forward pass must read the
+input and write the output (two passes over the tensor when one channel's
+slice stays in cache between the statistics and the output), the training
+backward pass must read the input and the output gradient and write the
+input gradient (three passes). The floor is therefore a memory copy of the
+same tensor (one read and one write, 2S bytes) measured in the same run:
+the forward floor is one copy, the backward floor one and a half.
+
+Every implementation is timed in one process and one run, the minimum over
+repeats (the least disturbed run on a shared machine):
+
+``bnproof``
+    :func:`bnproof.kernels.batch_norm_forward` / ``batch_norm_backward``.
+``numpy``
+    The float64-accumulating NumPy reference of the same algorithm
+    (:mod:`bnproof.kernels._reference`).
+``torch``
+    PyTorch's CPU ``native_batch_norm`` and ``native_batch_norm_backward``
+    (only when PyTorch is importable).
+
+Results are plain JSON-serialisable data; nothing is printed.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CASES", "QUICK_CASES", "Case", "run_bench"]
+
+#: Repeats per measurement (the minimum is reported).
+REPEATS = 7
+QUICK_REPEATS = 2
+
+#: Passes over the tensor that the floor allows: the training forward reads x
+#: and writes y; the backward reads x and dy and writes dx (RESEARCH.md,
+#: "Memory traffic"), with a channel's slice kept in cache between passes.
+FLOOR_PASSES = {"forward": 2, "backward": 3}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark shape: ``name``, ``shape``, ``dtype`` and ``channel_axis``."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    channel_axis: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one tensor of this shape and dtype."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    @property
+    def layout(self) -> str:
+        """``"NCHW"``, ``"NHWC"`` or ``"NC"``."""
+        if len(self.shape) == 2:
+            return "NC"
+        return "NCHW" if self.channel_axis == 1 else "NHWC"
+
+
+#: The shapes of the issue: 64 MiB float32 channels-first and channels-last,
+#: (N, C) float32, and a float64 case of the same size in bytes.
+CASES = (
+    Case("nchw-float32", (256, 64, 32, 32), "float32", 1),
+    Case("nhwc-float32", (256, 32, 32, 64), "float32", -1),
+    Case("nc-float32", (4096, 1024), "float32", 1),
+    Case("nchw-float64", (128, 64, 32, 32), "float64", 1),
+)
+
+#: Small shapes that exercise every layout and dtype in a second or two.
+QUICK_CASES = (
+    Case("nchw-float32", (8, 16, 8, 8), "float32", 1),
+    Case("nhwc-float32", (8, 8, 8, 16), "float32", -1),
+    Case("nc-float32", (256, 32), "float32", 1),
+    Case("nchw-float64", (8, 16, 8, 8), "float64", 1),
+)
+
+
+def _min_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm up: compile or load kernels, fault in pages of reused buffers
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _copy_time(x: np.ndarray, repeats: int) -> float:
+    dst = np.empty_like(x)
+    return _min_time(lambda: np.copyto(dst, x), repeats)
+
+
+def _bnproof_ops(x, dy, w, b, axis):
+    from bnproof.kernels import batch_norm_backward, batch_norm_forward
+
+    channels = x.shape[axis]
+    rm = np.zeros(channels, dtype=x.dtype)
+    rv = np.ones(channels, dtype=x.dtype)
+    _, mean, invstd = batch_norm_forward(x, w, b, rm, rv, channel_axis=axis)
+
+    def forward():
+        return batch_norm_forward(x, w, b, rm, rv, channel_axis=axis)
+
+    def backward():
+        return batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+
+    return forward, backward
+
+
+def _numpy_ops(x, dy, w, b, axis):
+    from bnproof.kernels import _reference
+
+    axis %= x.ndim
+    a = math.prod(x.shape[:axis])
+    layout = (a, x.shape[axis], x.size // (a * x.shape[axis]))
+    x3 = x.reshape(layout)
+    dy3 = dy.reshape(layout)
+    gamma = w.astype(np.float64)
+    beta = b.astype(np.float64)
+    mean, _, invstd = _reference.forward_train(x3, gamma, beta, 1e-5, np.empty_like(x3))
+
+    def forward():
+        return _reference.forward_train(x3, gamma, beta, 1e-5, np.empty_like(x3))
+
+    def backward():
+        return _reference.backward_train(dy3, x3, mean, invstd, gamma, np.empty_like(x3))
+
+    return forward, backward
+
+
+def _torch_ops(x, dy, w, b, axis):
+    import torch
+
+    def tensor(arr):
+        t = torch.from_numpy(arr)
+        # channels-last arrays become NCHW tensors with channels-last strides
+        return t.movedim(-1, 1) if axis % arr.ndim == arr.ndim - 1 and arr.ndim > 2 else t
+
+    xt, dyt = tensor(x), tensor(dy)
+    wt, bt = torch.from_numpy(w), torch.from_numpy(b)
+    rm = torch.zeros_like(wt)
+    rv = torch.ones_like(wt)
+    _, mean, invstd = torch.ops.aten.native_batch_norm(xt, wt, bt, rm, rv, True, 0.1, 1e-5)
+
+    def forward():
+        return torch.ops.aten.native_batch_norm(xt, wt, bt, rm, rv, True, 0.1, 1e-5)
+
+    def backward():
+        return torch.ops.aten.native_batch_norm_backward(
+            dyt, xt, wt, rm, rv, mean, invstd, True, 1e-5, [True, True, True]
+        )
+
+    return forward, backward
+
+
+def _implementations():
+    impls = {"bnproof": _bnproof_ops, "numpy": _numpy_ops}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        impls["torch"] = _torch_ops
+    return impls
+
+
+def _first_call_seconds() -> float:
+    """Seconds a new process needs for its first (cached) kernel call."""
+    code = (
+        "import time, numpy as np; t = time.perf_counter(); "
+        "from bnproof.kernels import batch_norm_forward; "
+        "batch_norm_forward(np.ones((4, 3, 2, 2), np.float32)); "
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _threads() -> dict:
+    import numba
+
+    info = {"numba_threads": int(numba.get_num_threads())}
+    try:
+        import torch
+    except ImportError:
+        info["torch_threads"] = None
+    else:
+        info["torch_threads"] = int(torch.get_num_threads())
+    return info
+
+
+def _measure_case(case: Case, repeats: int, impls, progress) -> dict:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(case.shape) * 2.0 + 0.5).astype(case.dtype)
+    dy = rng.standard_normal(case.shape).astype(case.dtype)
+    channels = case.shape[case.channel_axis]
+    w = rng.normal(1.0, 0.2, channels).astype(case.dtype)
+    b = rng.normal(0.0, 0.2, channels).astype(case.dtype)
+    t_copy = _copy_time(x, repeats)
+    floor = {op: t_copy * passes / 2 for op, passes in FLOOR_PASSES.items()}
+    seconds = {}
+    for name, make in impls.items():
+        if progress is not None:
+            progress(case.name, name)
+        forward, backward = make(x, dy, w, b, case.channel_axis)
+        seconds[name] = {
+            "forward": _min_time(forward, repeats),
+            "backward": _min_time(backward, repeats),
+        }
+        del forward, backward
+    rows = []
+    for name, times in seconds.items():
+        for op in ("forward", "backward"):
+            t = times[op]
+            rows.append(
+                {
+                    "case": case.name,
+                    "impl": name,
+                    "op": op,
+                    "seconds": t,
+                    "gb_per_s": FLOOR_PASSES[op] * case.nbytes / t / 1e9,
+                    "fraction_of_floor": floor[op] / t,
+                    "speedup_vs_numpy": seconds["numpy"][op] / t,
+                    "speedup_vs_torch": seconds["torch"][op] / t if "torch" in seconds else None,
+                }
+            )
+    both = {name: t["forward"] + t["backward"] for name, t in seconds.items()}
+    return {
+        "case": case.name,
+        "shape": list(case.shape),
+        "dtype": case.dtype,
+        "layout": case.layout,
+        "channel_axis": case.channel_axis,
+        "nbytes": case.nbytes,
+        "memcpy_seconds": t_copy,
+        "memcpy_gb_per_s": 2 * case.nbytes / t_copy / 1e9,
+        "floor_seconds": floor,
+        "rows": rows,
+        "forward_backward_seconds": both,
+        "forward_backward_speedup_vs_torch": (
+            both["torch"] / both["bnproof"] if "torch" in both else None
+        ),
+    }
+
+
+def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None) -> dict:
+    """Time bnproof, the NumPy reference and PyTorch against a memory copy.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Small shapes and 2 repeats: checks that everything runs, measures
+        nothing meaningful.
+    repeats : int or None
+        Timed repeats per measurement (the minimum is kept); default 7, or 2
+        with ``quick``.
+    progress : callable or None
+        ``progress(case_name, impl_name)`` before each implementation.
+
+    Returns
+    -------
+    dict
+        ``"cases"``: per shape the memcpy time, the floor of each operation
+        and ``"rows"`` of ``{"case", "impl", "op", "seconds", "gb_per_s",
+        "fraction_of_floor", "speedup_vs_numpy", "speedup_vs_torch"}``;
+        ``"first_call_seconds"`` of a new process (kernels loaded from the
+        on-disk cache); ``"threads"``; ``"setup"``. JSON-serialisable.
+
+    Raises
+    ------
+    ValueError
+        If ``repeats`` is not an int >= 1.
+
+    Notes
+    -----
+    Training mode of Ioffe & Szegedy (2015), Algorithm 1, and its backward
+    pass (section 3), with running buffers updated as in PyTorch.
+    ``gb_per_s`` counts the floor's traffic (2 tensors for the forward, 3
+    for the backward) divided by the time; ``fraction_of_floor`` is the
+    floor's time divided by the time (1.0 means as fast as a memory copy).
+    """
+    if repeats is None:
+        repeats = QUICK_REPEATS if quick else REPEATS
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    impls = _implementations()
+    cases = QUICK_CASES if quick else CASES
+    results = [_measure_case(case, repeats, impls, progress) for case in cases]
+    return {
+        "cases": results,
+        "first_call_seconds": _first_call_seconds(),
+        "threads": _threads(),
+        "setup": {
+            "quick": quick,
+            "repeats": repeats,
+            "timing": "minimum over repeats after one warm-up call (time.perf_counter)",
+            "floor": "np.copyto into a preallocated array of the same shape (2S bytes), "
+            "measured in the same run; forward floor = 1 copy (2 passes), backward floor "
+            "= 1.5 copies (3 passes)",
+            "impls": list(impls),
+            "mode": "training, running buffers updated, momentum 0.1, eps 1e-5",
+        },
+    }

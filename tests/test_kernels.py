@@ -1,0 +1,607 @@
+"""bnproof.kernels: results against an independent NumPy reference, semantics, bad input.
+
+The reference here (``naive_*``) is written from Algorithm 1 of Ioffe &
+Szegedy (2015) directly, in float64 with ``np.moveaxis``, and shares no code
+with the package.
+"""
+
+import inspect
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from bnproof.kernels import (
+    Moments,
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_norm_moments,
+    merge_moments,
+)
+
+#: float64 results agree with the float64 reference to a few hundred ulp of
+#: the largest value (different summation order over up to ~10^4 terms).
+RTOL64 = 1e-12
+#: float32 outputs are the float64 result rounded once: within 1 ulp of float32
+#: (2^-23 relative to the output scale ~1) of the float64 reference, plus the
+#: reference's own rounding; 4e-7 allows 3 ulp at |y| < 1.
+ATOL32 = 4e-7
+
+#: Layouts covered: (shape, channel_axis).
+LAYOUTS = [
+    ((7, 5), 1),
+    ((4, 3, 5, 6), 1),
+    ((4, 5, 6, 3), -1),
+    ((3, 4, 10), 1),
+    ((2, 3, 4, 5, 6), 1),
+    ((5, 2, 3, 4), 3),
+    ((30, 20), 1),
+]
+
+
+def naive_forward(x, w, b, eps, axis):
+    """Training forward in float64 from Algorithm 1: (y, mean, biased var)."""
+    xm = np.moveaxis(x.astype(np.float64), axis, -1)
+    red = tuple(range(xm.ndim - 1))
+    mu = xm.mean(axis=red)
+    var = ((xm - mu) ** 2).mean(axis=red)
+    gamma = np.ones_like(mu) if w is None else w.astype(np.float64)
+    beta = np.zeros_like(mu) if b is None else b.astype(np.float64)
+    y = gamma * (xm - mu) / np.sqrt(var + eps) + beta
+    return np.moveaxis(y, -1, axis), mu, var
+
+
+def naive_backward(dy, x, w, eps, axis):
+    """Training backward in float64, chain rule of section 3 written out."""
+    xm = np.moveaxis(x.astype(np.float64), axis, -1)
+    g = np.moveaxis(dy.astype(np.float64), axis, -1)
+    red = tuple(range(xm.ndim - 1))
+    m = xm.size // xm.shape[-1]
+    mu = xm.mean(axis=red)
+    var = ((xm - mu) ** 2).mean(axis=red)
+    gamma = np.ones_like(mu) if w is None else w.astype(np.float64)
+    xhat = (xm - mu) / np.sqrt(var + eps)
+    dxhat = g * gamma
+    dvar = (dxhat * (xm - mu)).sum(axis=red) * -0.5 * (var + eps) ** -1.5
+    dmu = -dxhat.sum(axis=red) / np.sqrt(var + eps) + dvar * (-2.0 * (xm - mu)).sum(axis=red) / m
+    dx = dxhat / np.sqrt(var + eps) + dvar * 2.0 * (xm - mu) / m + dmu / m
+    return np.moveaxis(dx, -1, axis), (g * xhat).sum(axis=red), g.sum(axis=red)
+
+
+def make(rng, shape, axis, dtype, offset=0.0):
+    x = (rng.standard_normal(shape) * 1.5 + offset + rng.normal(0, 1)).astype(dtype)
+    c = shape[axis]
+    w = rng.normal(1.0, 0.3, c).astype(dtype)
+    b = rng.normal(0.0, 0.3, c).astype(dtype)
+    return x, w, b
+
+
+def assert_close(got, want, dtype):
+    want = np.asarray(want, dtype=np.float64)
+    if np.dtype(dtype) == np.float64:
+        tol = RTOL64 * max(1.0, float(np.max(np.abs(want))))
+    else:
+        tol = ATOL32 * max(1.0, float(np.max(np.abs(want))))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+# --------------------------------------------------------------------------- #
+# results against the reference
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axis"), LAYOUTS)
+def test_forward_matches_reference(rng, shape, axis, dtype):
+    x, w, b = make(rng, shape, axis, dtype)
+    y, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+    y_ref, mu_ref, var_ref = naive_forward(x, w, b, 1e-5, axis)
+    assert y.dtype == dtype and y.shape == x.shape and y.flags.c_contiguous
+    assert mean.dtype == np.float64 and invstd.dtype == np.float64
+    assert_close(y, y_ref, dtype)
+    np.testing.assert_allclose(mean, mu_ref, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(var_ref + 1e-5), rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axis"), LAYOUTS)
+def test_backward_matches_reference(rng, shape, axis, dtype):
+    x, w, b = make(rng, shape, axis, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    _, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+    dx, dw, db = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+    dx_ref, dw_ref, db_ref = naive_backward(dy, x, w, 1e-5, axis)
+    assert dx.dtype == dtype and dw.dtype == dtype and db.dtype == dtype
+    assert_close(dx, dx_ref, dtype)
+    assert_close(dw, dw_ref, dtype)
+    assert_close(db, db_ref, dtype)
+
+
+def test_no_affine_means_unit_weight_and_no_gradients(rng):
+    x, _, _ = make(rng, (6, 4, 3), 1, np.float64)
+    dy = rng.standard_normal(x.shape)
+    y, mean, invstd = batch_norm_forward(x)
+    y1, _, _ = batch_norm_forward(x, np.ones(4), np.zeros(4))
+    np.testing.assert_array_equal(y, y1)
+    dx, dw, db = batch_norm_backward(dy, x, None, mean, invstd)
+    assert dw is None and db is None
+    np.testing.assert_array_equal(dx, batch_norm_backward(dy, x, np.ones(4), mean, invstd)[0])
+
+
+def test_large_spatial_runs_and_many_blocks(rng):
+    # runs longer than one statistics block and channels split into many blocks
+    for shape in [(2, 3, 40000), (300, 20, 70), (40000, 3)]:
+        x, w, b = make(rng, shape, 1, np.float64, offset=50.0)
+        y, _, _ = batch_norm_forward(x, w, b)
+        assert_close(y, naive_forward(x, w, b, 1e-5, 1)[0], np.float64)
+
+
+def test_non_contiguous_inputs_give_the_same_result(rng):
+    base, w, b = make(rng, (6, 8, 5, 4), 1, np.float32)
+    x = np.asfortranarray(base)
+    strided = np.repeat(base, 2, axis=3)[..., ::2]
+    dy = rng.standard_normal(base.shape).astype(np.float32)
+    want = batch_norm_forward(base, w, b)
+    want_dx = batch_norm_backward(dy, base, w, want[1], want[2])
+    for variant in (x, strided):
+        got = batch_norm_forward(variant, w, b)
+        np.testing.assert_array_equal(got[0], want[0])
+        got_dx = batch_norm_backward(np.asfortranarray(dy), variant, w, got[1], got[2])
+        np.testing.assert_array_equal(got_dx[0], want_dx[0])
+    # a read-only input works and stays untouched
+    ro = base.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(batch_norm_forward(ro, w, b)[0], want[0])
+
+
+def test_inputs_are_not_modified(rng):
+    x, w, b = make(rng, (5, 3, 4), 1, np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    copies = [a.copy() for a in (x, w, b, dy)]
+    _, mean, invstd = batch_norm_forward(x, w, b)
+    batch_norm_backward(dy, x, w, mean, invstd)
+    for a, c in zip((x, w, b, dy), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_outputs_are_allocated_by_the_wrappers():
+    # the jitted bodies trust their shapes: users never pass output buffers
+    for func in (batch_norm_forward, batch_norm_backward, batch_norm_moments):
+        params = inspect.signature(func).parameters
+        assert not any(p in params for p in ("out", "y", "dx")), func.__name__
+
+
+# --------------------------------------------------------------------------- #
+# running statistics and inference mode (PyTorch's conventions)
+# --------------------------------------------------------------------------- #
+
+
+def test_running_stats_update_in_place_with_unbiased_variance(rng):
+    x, w, b = make(rng, (6, 3, 4), 1, np.float64)
+    rm = rng.standard_normal(3)
+    rv = rng.uniform(0.5, 2.0, 3)
+    rm0, rv0 = rm.copy(), rv.copy()
+    _, mean, _ = batch_norm_forward(x, w, b, rm, rv, momentum=0.25)
+    _, mu_ref, var_ref = naive_forward(x, w, b, 1e-5, 1)
+    count = 6 * 4
+    np.testing.assert_allclose(rm, 0.75 * rm0 + 0.25 * mu_ref, rtol=1e-14)
+    np.testing.assert_allclose(rv, 0.75 * rv0 + 0.25 * var_ref * count / (count - 1), rtol=1e-14)
+    np.testing.assert_array_equal(mean, batch_norm_moments(x).mean)
+
+
+def test_cumulative_average_with_momentum_none(rng):
+    batches = [make(rng, (5, 2, 3), 1, np.float64)[0] for _ in range(4)]
+    rm, rv = np.zeros(2), np.ones(2)
+    for k, x in enumerate(batches):
+        batch_norm_forward(x, running_mean=rm, running_var=rv, momentum=None,
+                           num_batches_tracked=k)
+    means = [naive_forward(x, None, None, 0, 1)[1] for x in batches]
+    uvars = [naive_forward(x, None, None, 0, 1)[2] * 15 / 14 for x in batches]
+    np.testing.assert_allclose(rm, np.mean(means, axis=0), rtol=1e-14)
+    np.testing.assert_allclose(rv, np.mean(uvars, axis=0), rtol=1e-14)
+
+
+def test_float32_running_buffers_stay_float32(rng):
+    x, w, b = make(rng, (8, 3), 1, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    batch_norm_forward(x, w, b, rm, rv)
+    assert rm.dtype == np.float32 and rv.dtype == np.float32
+    assert np.all(rm != 0)
+
+
+def test_momentum_zero_and_one(rng):
+    x, _, _ = make(rng, (6, 3), 1, np.float64)
+    rm, rv = np.full(3, 7.0), np.full(3, 9.0)
+    batch_norm_forward(x, running_mean=rm, running_var=rv, momentum=0.0)
+    np.testing.assert_array_equal(rm, 7.0)
+    np.testing.assert_array_equal(rv, 9.0)
+    batch_norm_forward(x, running_mean=rm, running_var=rv, momentum=1.0)
+    m = batch_norm_moments(x)
+    np.testing.assert_allclose(rm, m.mean, rtol=1e-15)
+    np.testing.assert_allclose(rv, m.unbiased_var, rtol=1e-15)
+
+
+def test_inference_uses_and_keeps_running_stats(rng):
+    x, w, b = make(rng, (4, 3, 5), 1, np.float64)
+    rm = rng.standard_normal(3)
+    rv = rng.uniform(0.5, 2.0, 3)
+    rm0, rv0 = rm.copy(), rv.copy()
+    y, mean, invstd = batch_norm_forward(x, w, b, rm, rv, training=False)
+    np.testing.assert_array_equal(rm, rm0)
+    np.testing.assert_array_equal(rv, rv0)
+    want = w[:, None] * (x - rm[:, None]) / np.sqrt(rv[:, None] + 1e-5) + b[:, None]
+    assert_close(y, want, np.float64)
+    np.testing.assert_array_equal(mean, rm)
+    # inference with read-only buffers is fine: they are only read
+    rm.flags.writeable = False
+    rv.flags.writeable = False
+    np.testing.assert_array_equal(batch_norm_forward(x, w, b, rm, rv, training=False)[0], y)
+
+
+def test_inference_backward_is_dy_weight_invstd(rng):
+    x, w, b = make(rng, (4, 3, 5), 1, np.float64)
+    dy = rng.standard_normal(x.shape)
+    rm, rv = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
+    _, mean, invstd = batch_norm_forward(x, w, b, rm, rv, training=False)
+    dx, dw, db = batch_norm_backward(dy, x, w, mean, invstd, training=False)
+    assert_close(dx, dy * (w * invstd)[:, None], np.float64)
+    xhat = (x - rm[:, None]) * invstd[:, None]
+    assert_close(dw, (dy * xhat).sum(axis=(0, 2)), np.float64)
+    assert_close(db, dy.sum(axis=(0, 2)), np.float64)
+
+
+def test_inference_accepts_one_value_per_channel(rng):
+    x = rng.standard_normal((1, 3))
+    y, _, _ = batch_norm_forward(x, running_mean=np.zeros(3), running_var=np.ones(3),
+                                 training=False, eps=0.0)
+    np.testing.assert_array_equal(y, x)
+
+
+# --------------------------------------------------------------------------- #
+# numerics
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axis"), [((50, 4), 1), ((3, 4, 7, 7), 1), ((3, 7, 7, 4), -1)])
+def test_constant_channel_gives_exactly_bias(shape, axis, dtype):
+    x = np.full(shape, 123.456, dtype=dtype)
+    b = np.arange(4, dtype=dtype) - 1.5
+    w = np.full(4, 2.0, dtype=dtype)
+    y, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+    ym = np.moveaxis(y, axis, -1)
+    np.testing.assert_array_equal(ym, np.broadcast_to(b, ym.shape))
+    np.testing.assert_array_equal(mean, np.float64(dtype(123.456)))
+    dx, dw, db = batch_norm_backward(np.ones_like(x), x, w, mean, invstd, channel_axis=axis)
+    assert np.all(np.isfinite(dx)) and np.all(dw == 0)
+
+
+def test_variance_is_never_negative_at_large_offsets(rng):
+    for offset in (1e4, 1e6, 1e7):
+        x = (offset + rng.standard_normal((4096, 3))).astype(np.float32)
+        m = batch_norm_moments(x)
+        assert np.all(m.m2 > 0)
+        ref = naive_forward(x, None, None, 1e-5, 1)[2]
+        np.testing.assert_allclose(m.var, ref, rtol=1e-12)
+
+
+def test_float32_near_max_does_not_overflow():
+    big = np.float32(3.0e38)
+    x = np.array([[big, -big], [big * 0.5, -big * 0.25], [big * 0.25, -big]], dtype=np.float32)
+    y, mean, invstd = batch_norm_forward(x)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(mean))
+    want = naive_forward(x, None, None, 1e-5, 1)[0]
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=ATOL32)
+    dx, _, _ = batch_norm_backward(np.ones_like(x), x, None, mean, invstd)
+    assert np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(("shape", "axis"), [((6, 3), 1), ((2, 3, 4, 5), 1), ((2, 4, 5, 3), -1)])
+def test_nan_and_inf_poison_only_their_channel(rng, bad, shape, axis):
+    x, w, b = make(rng, shape, axis, np.float32)
+    xm = np.moveaxis(x, axis, -1)
+    xm[(0,) * (xm.ndim - 1) + (1,)] = bad
+    y, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+    ym = np.moveaxis(y, axis, -1)
+    assert np.all(np.isnan(ym[..., 1]))
+    assert np.all(np.isfinite(ym[..., [0, 2]]))
+    assert np.isnan(invstd[1]) and not np.isfinite(mean[1])
+    clean = batch_norm_forward(np.delete(x, 1, axis=axis), np.delete(w, 1), np.delete(b, 1),
+                               channel_axis=axis)[0]
+    np.testing.assert_array_equal(np.delete(y, 1, axis=axis), clean)
+
+
+def test_zero_eps_constant_channel_is_nan_as_documented():
+    x = np.ones((4, 2))
+    x[:, 1] = [1.0, 2.0, 3.0, 4.0]
+    with np.errstate(divide="ignore"):
+        y, _, _ = batch_norm_forward(x, eps=0.0)
+    assert np.all(np.isnan(y[:, 0])) and np.all(np.isfinite(y[:, 1]))
+
+
+def test_forward_output_is_shift_invariant(rng):
+    # paper, section 2/3: a bias added before the normalization cancels
+    x = rng.standard_normal((64, 4))
+    y0 = batch_norm_forward(x)[0]
+    y1 = batch_norm_forward(x + 1000.0)[0]
+    np.testing.assert_allclose(y1, y0, atol=1e-10)
+    dy = rng.standard_normal(x.shape)
+    _, mean, invstd = batch_norm_forward(x)
+    dx = batch_norm_backward(dy, x, None, mean, invstd)[0]
+    # dL/db = sum_i dL/dx_i = 0 in training mode
+    np.testing.assert_allclose(dx.sum(axis=0), 0.0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# mergeable moments
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((40, 3), 1), ((6, 3, 5, 5), 1), ((6, 5, 5, 3), -1)])
+def test_moments_merge_into_population_statistics(rng, shape, axis):
+    x = rng.standard_normal(shape) * 3 + 1e4
+    parts = np.array_split(x, [1, 4, 5], axis=0)
+    merged = batch_norm_moments(parts[0], channel_axis=axis)
+    for p in parts[1:]:
+        merged = merge_moments(merged, batch_norm_moments(p, channel_axis=axis))
+    whole = batch_norm_moments(x, channel_axis=axis)
+    assert merged.count == whole.count == x.size // 3
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-15)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-11)
+    _, mu, var = naive_forward(x, None, None, 0.0, axis)
+    np.testing.assert_allclose(whole.mean, mu, rtol=1e-15)
+    np.testing.assert_allclose(whole.var, var, rtol=1e-11)
+
+
+def test_merge_with_empty_record_is_identity(rng):
+    m = batch_norm_moments(rng.standard_normal((5, 2)))
+    empty = Moments(0, np.zeros(2), np.zeros(2))
+    for merged in (merge_moments(m, empty), merge_moments(empty, m)):
+        assert merged.count == m.count
+        np.testing.assert_array_equal(merged.mean, m.mean)
+        np.testing.assert_array_equal(merged.m2, m.m2)
+
+
+def test_merge_moments_rejects_bad_records():
+    m = Moments(3, np.zeros(2), np.zeros(2))
+    with pytest.raises(TypeError, match="Moments record"):
+        merge_moments(m, (3, np.zeros(2), np.zeros(2)))
+    with pytest.raises(ValueError, match="2 channels but b has 3"):
+        merge_moments(m, Moments(3, np.zeros(3), np.zeros(3)))
+    with pytest.raises(ValueError, match="count must be an int >= 0"):
+        merge_moments(m, Moments(-1, np.zeros(2), np.zeros(2)))
+    with pytest.raises(ValueError, match="m2 must be a 1-D"):
+        merge_moments(m, Moments(3, np.zeros(2), 0.0))
+
+
+# --------------------------------------------------------------------------- #
+# bad input: checked before any kernel runs, buffers untouched
+# --------------------------------------------------------------------------- #
+
+
+def _fwd_cases():
+    x = np.ones((4, 3, 2))
+    x[1] = 2.0
+    v = np.ones(3)
+    rm, rv = np.zeros(3), np.ones(3)
+    return [
+        ("x list", dict(x=[[1.0, 2.0]]), TypeError, "must be a NumPy array"),
+        ("x int", dict(x=np.ones((4, 3), dtype=np.int64)), TypeError, r"astype\(np.float64\)"),
+        ("x f16", dict(x=np.ones((4, 3), dtype=np.float16)), TypeError, r"astype\(np.float32\)"),
+        ("x 1d", dict(x=np.ones(5)), ValueError, "ndim 1"),
+        ("x empty", dict(x=np.ones((0, 3))), ValueError, "empty"),
+        ("one value", dict(x=np.ones((1, 3))), ValueError,
+         "Expected more than 1 value per channel when training"),
+        ("axis 0", dict(x=x, channel_axis=0), ValueError, "batch axis"),
+        ("axis range", dict(x=x, channel_axis=3), ValueError, "out of range"),
+        ("axis float", dict(x=x, channel_axis=1.0), TypeError, "channel_axis must be an int"),
+        ("weight C", dict(x=x, weight=np.ones(4)), ValueError, "weight has shape"),
+        ("bias C", dict(x=x, bias=np.ones((3, 1))), ValueError, "bias has shape"),
+        ("mixed", dict(x=x, weight=v.astype(np.float32)), TypeError, "one dtype"),
+        ("rm C", dict(x=x, running_mean=np.zeros(2), running_var=np.ones(2)), ValueError,
+         "running_mean has shape"),
+        ("rv only", dict(x=x, running_var=rv), ValueError, "only running_var"),
+        ("eps<0", dict(x=x, eps=-1e-5), ValueError, "eps=-1e-05"),
+        ("eps nan", dict(x=x, eps=float("nan")), ValueError, "finite and >= 0"),
+        ("eps str", dict(x=x, eps="1e-5"), TypeError, "eps must be a real number"),
+        ("momentum>1", dict(x=x, running_mean=rm, running_var=rv, momentum=1.5), ValueError,
+         r"outside \[0, 1\]"),
+        ("momentum<0", dict(x=x, momentum=-0.1), ValueError, r"outside \[0, 1\]"),
+        ("momentum str", dict(x=x, momentum="0.1"), TypeError, "momentum must be"),
+        ("cumulative", dict(x=x, running_mean=rm, running_var=rv, momentum=None), ValueError,
+         "num_batches_tracked"),
+        ("nbt", dict(x=x, running_mean=rm, running_var=rv, momentum=None,
+                     num_batches_tracked=-1), ValueError, "num_batches_tracked must be"),
+        ("inference no stats", dict(x=x, training=False), ValueError, "pass running_mean"),
+        ("training str", dict(x=x, training="yes"), TypeError, "training must be True or False"),
+        ("shared", dict(x=x, running_mean=rm, running_var=rm), ValueError, "share memory"),
+    ]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"),
+                         [c[1:] for c in _fwd_cases()], ids=[c[0] for c in _fwd_cases()])
+def test_forward_rejects_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        batch_norm_forward(**kwargs)
+
+
+def test_read_only_running_buffers_are_rejected_and_untouched():
+    x = np.arange(12.0).reshape(4, 3)
+    rm, rv = np.zeros(3), np.ones(3)
+    rv.flags.writeable = False
+    with pytest.raises(ValueError, match="running_var is read-only"):
+        batch_norm_forward(x, running_mean=rm, running_var=rv)
+    np.testing.assert_array_equal(rm, 0.0)
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"),
+                         [c[1:] for c in _fwd_cases()], ids=[c[0] for c in _fwd_cases()])
+def test_errors_leave_running_buffers_exactly_as_before(kwargs, exc, match):
+    rm = np.array([0.5, -1.0, 2.0])
+    rv = np.array([1.5, 2.0, 0.25])
+    kwargs = dict(kwargs)
+    given = "running_mean" in kwargs or "running_var" in kwargs
+    if not given and kwargs.get("training", True) is True:
+        kwargs.update(running_mean=rm, running_var=rv)
+    buffers = [kwargs[k] for k in ("running_mean", "running_var") if k in kwargs]
+    before = [a.copy() for a in buffers]
+    with pytest.raises(exc, match=match):
+        batch_norm_forward(**kwargs)
+    for a, c in zip(buffers, before, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def _bwd_cases():
+    x = np.arange(24.0).reshape(4, 3, 2)
+    dy = np.ones_like(x)
+    m, s = np.zeros(3), np.ones(3)
+    return [
+        ("dy shape", dict(dy=dy[:3], x=x, weight=None, mean=m, invstd=s), ValueError,
+         "dy has shape"),
+        ("dy dtype", dict(dy=dy.astype(np.float32), x=x, weight=None, mean=m, invstd=s),
+         TypeError, "dy has dtype float32"),
+        ("dy list", dict(dy=dy.tolist(), x=x, weight=None, mean=m, invstd=s), TypeError,
+         "dy must be a NumPy array"),
+        ("mean C", dict(dy=dy, x=x, weight=None, mean=np.zeros(2), invstd=s), ValueError,
+         "mean has shape"),
+        ("invstd dtype", dict(dy=dy, x=x, weight=None, mean=m, invstd=s.astype(np.float16)),
+         TypeError, "invstd has dtype"),
+        ("weight C", dict(dy=dy, x=x, weight=np.ones(2), mean=m, invstd=s), ValueError,
+         "weight has shape"),
+        ("one value", dict(dy=dy[:1, :, :1], x=x[:1, :, :1], weight=None, mean=m, invstd=s),
+         ValueError, "Expected more than 1 value per channel"),
+        ("x 1d", dict(dy=dy.ravel(), x=x.ravel(), weight=None, mean=m, invstd=s), ValueError,
+         "ndim 1"),
+        ("training", dict(dy=dy, x=x, weight=None, mean=m, invstd=s, training=1), TypeError,
+         "training must be True or False"),
+    ]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"),
+                         [c[1:] for c in _bwd_cases()], ids=[c[0] for c in _bwd_cases()])
+def test_backward_rejects_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        batch_norm_backward(**kwargs)
+
+
+def test_moments_reject_bad_input():
+    with pytest.raises(TypeError, match="float32 and float64"):
+        batch_norm_moments(np.ones((3, 2), dtype=np.int32))
+    with pytest.raises(ValueError, match="empty"):
+        batch_norm_moments(np.ones((3, 0)))
+
+
+# --------------------------------------------------------------------------- #
+# threads: determinism and concurrent calls
+# --------------------------------------------------------------------------- #
+
+
+def test_results_are_bit_identical_for_any_thread_count(rng):
+    numba = pytest.importorskip("numba")
+    cases = [((300, 20, 70), 1), ((40000, 3), 1), ((64, 6, 6, 40), -1), ((4, 4, 40000), 1),
+             ((128, 24, 32), 1)]
+    saved = numba.get_num_threads()
+    try:
+        for shape, axis in cases:
+            x, w, b = make(rng, shape, axis, np.float32, offset=100.0)
+            dy = rng.standard_normal(shape).astype(np.float32)
+            results = []
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                y, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+                grads = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+                m = batch_norm_moments(x, channel_axis=axis)
+                results.append((y, mean, invstd, *grads, m.mean, m.m2))
+            for a, c in zip(*results, strict=True):
+                np.testing.assert_array_equal(a, c)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    inputs = [make(rng, shape, 1, np.float32) for shape in [(64, 32, 16), (500, 40), (8, 20, 30)]]
+    expected = [batch_norm_forward(x, w, b)[0] for x, w, b in inputs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                x, w, b = inputs[k % 3]
+                y, mean, invstd = batch_norm_forward(x, w, b)
+                np.testing.assert_array_equal(y, expected[k % 3])
+                batch_norm_backward(np.ones_like(x), x, w, mean, invstd)
+        except Exception as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_concurrent_calls_never_abort_under_any_threading_layer(layer, tmp_path):
+    # a fresh process per layer: the layer is chosen once per process
+    code = (
+        "import threading, numpy as np, numba\n"
+        "from bnproof.kernels import batch_norm_forward\n"
+        "x = np.random.default_rng(0).standard_normal((64, 16, 64)).astype(np.float32)\n"
+        "want = batch_norm_forward(x)[0]\n"
+        "bad = []\n"
+        "def work():\n"
+        "    for _ in range(20):\n"
+        "        if not np.array_equal(batch_norm_forward(x)[0], want): bad.append(1)\n"
+        "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(numba.threading_layer(), len(bad))\n"
+    )
+    env = {"NUMBA_THREADING_LAYER": layer, "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    if proc.returncode != 0 and "No threading layer could be loaded" in proc.stderr:
+        pytest.skip(f"threading layer {layer} is not installed")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [layer, "0"]
+
+
+# --------------------------------------------------------------------------- #
+# packaging of the kernels
+# --------------------------------------------------------------------------- #
+
+
+def test_importing_kernels_compiles_nothing():
+    code = (
+        "import sys, bnproof.kernels; "
+        "print('numba' in sys.modules, 'bnproof.kernels._jit' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_every_kernel_uses_the_shared_options():
+    from bnproof.kernels import _config, _jit
+
+    dispatchers = [v for v in vars(_jit).values() if hasattr(v, "targetoptions")]
+    assert len(dispatchers) >= 10
+    for d in dispatchers:
+        opts = d.targetoptions
+        expected = dict(
+            _config.PARALLEL_JIT_OPTIONS if opts.get("parallel") else _config.JIT_OPTIONS
+        )
+        # cache=True shows as an on-disk cache, not as a target option
+        assert expected.pop("cache") is True
+        assert type(d._cache).__name__ == "FunctionCache", d.__name__
+        assert set(opts) - {"nopython"} == set(expected), d.__name__
+        for key, value in expected.items():
+            assert opts[key] == (set(value) if isinstance(value, frozenset) else value), (
+                d.__name__, key)
+        assert not {"nnan", "ninf", "fast"} & set(opts["fastmath"]), d.__name__
