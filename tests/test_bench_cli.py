@@ -1,0 +1,59 @@
+"""``bnproof bench``: argument errors and a --quick smoke run (structure, never timings)."""
+
+import json
+
+import pytest
+
+from bnproof.cli import main
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two", "1.5"])
+def test_bad_repeats_is_a_usage_error(value, capsys):
+    assert main(["bench", "--repeats", value]) == 2
+    err = capsys.readouterr().err
+    assert "--repeats" in err and value in err
+
+
+def test_unknown_option_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--fast"])
+    assert exc.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def quick_json():
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["bench", "--quick", "--json", "--repeats", "1"])
+    assert code == 0
+    return json.loads(buf.getvalue())
+
+
+def test_quick_json_structure(quick_json):
+    result = quick_json
+    assert {"cases", "first_call_seconds", "threads", "setup", "provenance"} <= set(result)
+    impls = set(result["setup"]["impls"])
+    assert {"bnproof", "numpy"} <= impls
+    layouts = {c["layout"] for c in result["cases"]}
+    assert layouts == {"NCHW", "NHWC", "NC"}
+    assert {c["dtype"] for c in result["cases"]} == {"float32", "float64"}
+    for case in result["cases"]:
+        assert case["memcpy_seconds"] > 0
+        assert case["floor_seconds"]["backward"] == pytest.approx(
+            1.5 * case["floor_seconds"]["forward"])
+        assert {(r["impl"], r["op"]) for r in case["rows"]} == {
+            (i, op) for i in impls for op in ("forward", "backward")}
+        for row in case["rows"]:
+            assert row["seconds"] > 0 and row["gb_per_s"] > 0 and row["fraction_of_floor"] > 0
+            assert (row["speedup_vs_torch"] is None) == ("torch" not in impls)
+            if row["impl"] == "numpy":
+                assert row["speedup_vs_numpy"] == 1.0
+
+
+def test_quick_table(capsys):
+    assert main(["bench", "--quick", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GB/s" in out and "memcpy" in out and "first call in a new process" in out
