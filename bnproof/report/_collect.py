@@ -36,7 +36,10 @@ ACCURACY_SHAPE_QUICK = (256, 8)
 DRIFT_SCENARIOS = ("bias-only", "train-all")
 #: Steps of every drift run with ``quick`` (the report's default run is the
 #: experiment's own ``quick=True`` plan; ``bnproof drift`` runs the full one).
-DRIFT_STEPS_QUICK = 20
+DRIFT_STEPS_QUICK = 5
+#: Floating-point types of the drift runs, and the one used with ``quick``.
+DRIFT_DTYPES = ("float64", "float32")
+DRIFT_DTYPES_QUICK = ("float64",)
 
 Progress = Callable[[str, int, int, str], object]
 
@@ -185,12 +188,14 @@ def _check_seed(seed: object) -> int:
     return int(seed)
 
 
-def _figure_caption(name: str) -> str:
-    return {
-        "accuracy": "Error of the normalized float32 output against an exact reference as "
-        "the offset |mean| / std grows, per method (bnproof's kernels, two-pass and one-pass "
-        "float32, PyTorch when installed).",
-    }.get(name, f"Drift experiment: {name.replace('-', ' ').replace('_', ' ')}.")
+def _figure_caption(name: str, figure) -> str:
+    """Return the figure's own title (suptitle, else its axes' titles), else its name."""
+    titles = [figure.get_suptitle()] if figure.get_suptitle() else []
+    if not titles:
+        titles = [ax.get_title() for ax in figure.get_axes() if ax.get_title()]
+    if titles:
+        return "; ".join(titles) + "."
+    return name.replace("-", " ").replace("_", " ").capitalize() + "."
 
 
 def collect(
@@ -207,7 +212,7 @@ def collect(
     quick : bool, default False
         Smaller runs (for tests): proofs checked up to N = 4, cross-check at
         N = 2..4, three offsets on a smaller batch, drift runs of
-        :data:`DRIFT_STEPS_QUICK` steps.
+        :data:`DRIFT_STEPS_QUICK` steps in float64 only.
     seed : int, default 0
         Seed of the cross-check, accuracy and drift experiments.
     stages : sequence of str or None
@@ -310,7 +315,9 @@ def collect(
         from bnproof.experiments.drift import run_drift
 
         steps = DRIFT_STEPS_QUICK if quick else None
-        settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps}
+        dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
+        settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps,
+                             "dtypes": list(dtypes)}
         seeds["drift"] = seed
         start = time.perf_counter()
         report("drift", 0, 1)
@@ -318,6 +325,7 @@ def collect(
             DRIFT_SCENARIOS,
             steps=steps,
             seed=seed,
+            dtypes=dtypes,
             quick=True,
             progress=lambda stage, done, tot: report("drift", done, tot, stage),
         )
@@ -335,7 +343,7 @@ def collect(
             built["accuracy"] = plots.accuracy_figure(accuracy)
         for done, (name, fig) in enumerate(built.items()):
             report("figures", done, len(built), name)
-            figures.append(render_figure(fig, name, _figure_caption(name)))
+            figures.append(render_figure(fig, name, _figure_caption(name, fig)))
         report("figures", len(built), len(built))
         timings["figures"] = time.perf_counter() - start
 

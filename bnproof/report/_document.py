@@ -336,6 +336,21 @@ def _drift_section(data: ReportData) -> list[Block]:
         blocks.append(text(
             f"{bias.get('description', '')}. Setup: "
             + "; ".join(f"{k}: {_plain_value(v)}" for k, v in setup.items()) + "."))
+        findings = []
+        for run in bias.get("runs", []):
+            s = run.get("summary", {})
+            findings.append((Para((
+                ("strong", f"{run.get('norm')}, {run.get('mode')}, {run.get('dtype')}: "),
+                ("text", f"b moved by at most {fmt(s.get('b_displacement_final_max_abs'))} "
+                         f"over {fmt(s.get('steps'))} steps "
+                         f"({fmt(s.get('b_drift_per_step_max_abs'))} per step; deviation "
+                         "from a straight line "
+                         f"{fmt(s.get('linear_residual_relative_to_displacement'))} of the "
+                         "displacement) while the loss changed by at most "
+                         f"{fmt(s.get('loss_change_max_abs_nats'))} nats."),
+            )),))
+        if findings:
+            blocks.append(ItemList(tuple(findings)))
         rows = []
         for run in bias.get("runs", []):
             s = run.get("summary", {})

@@ -1,0 +1,49 @@
+"""``collect``: gathers the experiments' results as they are, with per-stage progress."""
+
+import pytest
+
+from bnproof.report import STAGES, ReportData, collect
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"quick": "yes"}, TypeError, "quick must be True or False"),
+        ({"seed": -1}, ValueError, "seed=-1"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"stages": "proofs"}, TypeError, "list of names"),
+        ({"stages": ["proofs", "typeset"]}, ValueError, "unknown stage"),
+        ({"progress": 3}, TypeError, "progress must be a callable"),
+    ],
+)
+def test_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        collect(**kwargs)
+
+
+def test_tables_are_the_experiments_results_unchanged():
+    from bnproof.experiments.accuracy import accuracy_vs_offset
+    from bnproof.experiments.crosscheck import cross_check
+    from bnproof.report import _collect
+
+    calls = []
+    data = collect(quick=True, seed=2, stages=("cross-check", "accuracy"),
+                   progress=lambda *args: calls.append(args))
+    assert isinstance(data, ReportData)
+    assert data.claims == () and data.drift is None and data.figures == ()
+
+    direct = cross_check(_collect.CROSSCHECK_N_QUICK, seed=2)
+    assert data.crosscheck["rows"] == direct["rows"]
+    direct = accuracy_vs_offset(list(_collect.ACCURACY_OFFSETS_QUICK),
+                                shape=_collect.ACCURACY_SHAPE_QUICK, std=1.0, seed=2)
+    assert data.accuracy["rows"] == direct["rows"]
+
+    assert data.seeds == {"cross-check": 2, "accuracy": 2}
+    assert set(data.timings_seconds) == {"cross-check", "accuracy"}
+    assert data.settings["quick"] is True
+    assert ("cross-check", 0, 1, "") in calls and ("cross-check", 1, 1, "") in calls
+    assert ("accuracy", 1, 1, "") in calls
+    assert {c[0] for c in calls} <= set(STAGES)
+    assert {"bnproof", "sympy", "numpy", "numba", "python", "cpu", "date"} <= set(
+        data.provenance
+    )
