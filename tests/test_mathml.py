@@ -142,3 +142,35 @@ def test_minus_is_a_minus_sign():
     out = mathml(b - KroneckerDelta(i, j))
     assert "<mo>&#x2212;</mo>" in out
     assert "<mo>-</mo>" not in out
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (r"\mu", ["\u03bc"]),
+        (r"\Delta b", ["\u0394", "b"]),
+        (r"\sigma^2", ["\u03c3", "2"]),
+        (r"\langle w, \nabla_w L \rangle", ["\u27e8", "w", ",", "\u2207", "w", "L", "\u27e9"]),
+        (r"y_i(a x) - y_i(x)", ["y", "i", "(", "a", "x", ")", "\u2212", "y", "i", "(", "x", ")"]),
+    ],
+)
+def test_symbols_named_in_latex_are_laid_out(name, expected):
+    out = mathml(Symbol(name))
+    assert "\\" not in out, out
+    root = _parse(out)
+    leaves = [el.firstChild.data for el in root.getElementsByTagName("*")
+              if el.firstChild is not None and el.firstChild.nodeType == el.TEXT_NODE]
+    assert leaves == expected
+
+
+def test_latex_label_scripts_attach_to_their_base():
+    root = _parse(mathml(Symbol(r"\sigma^2")))
+    sup = root.getElementsByTagName("msup")[0]
+    assert [c.firstChild.data for c in sup.childNodes] == ["\u03c3", "2"]
+    root = _parse(mathml(Symbol(r"\nabla_w L")))
+    sub = root.getElementsByTagName("msub")[0]
+    assert [c.firstChild.data for c in sub.childNodes] == ["\u2207", "w"]
+
+
+def test_plain_symbol_names_keep_sympys_handling():
+    assert _texts(_parse(mathml(Symbol("mu_R"))), "mi") == ["\u03bc", "R"]

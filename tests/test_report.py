@@ -275,3 +275,12 @@ def test_figures_render_reproducibly():
     first, second = _figure(), _figure()
     assert first.svg == second.svg
     assert first.pdf == second.pdf
+
+
+def test_latex_labels_print_verbatim_in_latex_and_markdown():
+    from bnproof.report._document import Math
+
+    label = Symbol(r"\langle w, \nabla_w L \rangle")
+    assert Math(Eq(label, 0)).tex() == r"\langle w, \nabla_w L \rangle = 0"
+    # Plain names still go through SymPy's printer.
+    assert Math(Eq(Symbol("mu_R"), 0)).tex() == r"\mu_{R} = 0"

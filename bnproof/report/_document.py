@@ -18,6 +18,7 @@ import sympy
 
 from . import _question
 from ._collect import FigureData, ReportData
+from ._mathml import is_latex_label
 
 __all__ = ["Block", "Figure", "Heading", "ItemList", "Math", "Para", "Table", "build"]
 
@@ -53,7 +54,12 @@ class Math:
 
     def tex(self) -> str:
         """Return the LaTeX source (printed from ``expr`` when not given)."""
-        return self.latex or sympy.latex(self.expr)
+        if self.latex:
+            return self.latex
+        # Symbols named in LaTeX (r"\Delta b") print verbatim: SymPy would
+        # otherwise split their names at "_" and "^" into wrong scripts.
+        names = {s: s.name for s in self.expr.atoms(sympy.Symbol) if is_latex_label(s.name)}
+        return sympy.latex(self.expr, symbol_names=names)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,37 @@ import sympy
 from sympy.core.function import AppliedUndef
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-__all__ = ["ReportMathMLPrinter", "mathml"]
+__all__ = ["ReportMathMLPrinter", "is_latex_label", "mathml"]
+
+#: A symbol name written as LaTeX (``\\mu``, ``\\Delta b``, ``s(b + t \\Delta b)``)
+#: rather than as a plain SymPy name (``mu_R``, ``sigma^2``).
+_LABEL_MARKUP = re.compile(r"[\\ (){}|]")
+
+#: LaTeX commands that may appear in such labels, as characters.
+_COMMANDS = {
+    "nabla": "\u2207", "partial": "\u2202", "langle": "\u27E8", "rangle": "\u27E9",
+    "|": "\u2016", "cdot": "\u22C5", "times": "\u00D7", "infty": "\u221E",
+    "sum": "\u2211", "ldots": "\u2026", "dots": "\u2026", "to": "\u2192", "in": "\u2208",
+    "leq": "\u2264", "geq": "\u2265", "le": "\u2264", "ge": "\u2265", "neq": "\u2260",
+    "ne": "\u2260", "approx": "\u2248", "propto": "\u221D", "pm": "\u00B1",
+    "epsilon": "\u03B5", "varepsilon": "\u03B5", "vartheta": "\u03D1", "varphi": "\u03C6",
+}
+_GREEK = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+    "sigma tau upsilon phi chi psi omega"
+).split()
+for _offset, _name in enumerate(_GREEK):
+    _COMMANDS.setdefault(_name, chr(0x3B1 + _offset + (_offset >= 17)))
+    _COMMANDS.setdefault(_name.capitalize(), chr(0x391 + _offset + (_offset >= 17)))
+#: Spacing and sizing commands that print nothing.
+_SILENT = {",", ";", ":", "!", " ", "left", "right", "big", "Big", "quad", "qquad"}
+#: Characters of a label that are operators (everything else is an identifier).
+_OPERATORS = set("+-=,()[]|<>/*!:;")
+
+
+def is_latex_label(name: str) -> bool:
+    r"""Return whether a symbol name is LaTeX markup (``\Delta b``), not a plain name."""
+    return bool(_LABEL_MARKUP.search(name))
 
 _ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 #: XML's own five entities stay named; every other one becomes numeric.
@@ -47,7 +77,7 @@ def _numeric_entities(text: str) -> str:
 
 
 class ReportMathMLPrinter(MathMLPresentationPrinter):
-    """Presentation MathML printer for the derivation report.
+    r"""Presentation MathML printer for the derivation report.
 
     Differences from SymPy's printer:
 
@@ -59,7 +89,11 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
       than the lowercased one;
     * the ordinary derivative's "d" is an upright ``mi``, not the
       double-struck ``ⅆ`` operator, so it needs no special font;
-    * the minus sign is U+2212, not a hyphen.
+    * the minus sign is U+2212, not a hyphen;
+    * a symbol whose name is written in LaTeX (``Symbol(r"\Delta b")``,
+      ``Symbol(r"\langle w, \nabla_w L \rangle")``) is laid out from that
+      markup (Greek letters, a few operators, ``_``, ``^``, braces) instead
+      of being shown as its raw source.
 
     Notes
     -----
@@ -121,6 +155,91 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
         row.appendChild(table)
         return row
 
+    def _print_Symbol(self, sym, style="plain"):
+        if is_latex_label(sym.name):
+            return self._label(sym.name)
+        return super()._print_Symbol(sym, style=style)
+
+    def _label(self, source: str):
+        """Lay out a symbol name written in simple LaTeX (commands, ``_``, ``^``, braces)."""
+        row = self._element("mrow")
+        pos = 0
+
+        def atom(pos):
+            """Parse one atom at ``pos``; return (node or None, new position)."""
+            ch = source[pos]
+            if ch == "{":
+                depth, end = 1, pos + 1
+                while end < len(source) and depth:
+                    depth += {"{": 1, "}": -1}.get(source[end], 0)
+                    end += 1
+                return self._label(source[pos + 1 : end - 1]), end
+            if ch == "\\":
+                match = re.match(r"[A-Za-z]+|.", source[pos + 1 :])
+                if match is None:
+                    return None, pos + 1
+                name = match.group(0)
+                end = pos + 1 + len(name)
+                if name in _SILENT:
+                    return None, end
+                if name in ("hat", "bar", "tilde") and end < len(source):
+                    base, end = atom(end)
+                    over = self._element("mover", accent="true")
+                    over.appendChild(base)
+                    over.appendChild(self._element(
+                        "mo", {"hat": "^", "bar": "\u00AF", "tilde": "~"}[name]))
+                    return over, end
+                if name in ("mathrm", "operatorname", "text") and end < len(source):
+                    inner, end2 = atom(end)
+                    text = "".join(n.data for n in _text_nodes(inner))
+                    return self._element("mi", text, mathvariant="normal"), end2
+                char = _COMMANDS.get(name)
+                if char is None:
+                    return self._element("mi", name), end
+                tag = "mi" if char.isalpha() else "mo"
+                return self._element(tag, char), end
+            if ch.isspace():
+                return None, pos + 1
+            if ch.isdigit():
+                match = re.match(r"[0-9.]+", source[pos:])
+                return self._element("mn", match.group(0)), pos + len(match.group(0))
+            if ch in _OPERATORS:
+                return self._element("mo", "\u2212" if ch == "-" else ch), pos + 1
+            return self._element("mi", ch), pos + 1
+
+        while pos < len(source):
+            if source[pos] in "_^":  # a script with no base: attach to nothing
+                pos += 1
+                continue
+            base, pos = atom(pos)
+            if base is None:
+                continue
+            sub = sup = None
+            while pos < len(source) and source[pos] in "_^":
+                mark = source[pos]
+                pos += 1
+                while pos < len(source) and source[pos].isspace():
+                    pos += 1
+                if pos >= len(source):
+                    break
+                script, pos = atom(pos)
+                if mark == "_":
+                    sub = script
+                else:
+                    sup = script
+            if sub is not None and sup is not None:
+                node = self._element("msubsup")
+                for child in (base, sub, sup):
+                    node.appendChild(child)
+            elif sub is not None or sup is not None:
+                node = self._element("msub" if sub is not None else "msup")
+                node.appendChild(base)
+                node.appendChild(sub if sub is not None else sup)
+            else:
+                node = base
+            row.appendChild(node)
+        return row
+
     def _print_Function(self, e):
         if not isinstance(e, AppliedUndef):
             return super()._print_Function(e)
@@ -180,3 +299,12 @@ def mathml(expr: sympy.Basic, *, display: str = "block") -> str:
         raise ValueError(f"display={display!r}; use 'block' or 'inline'")
     body = ReportMathMLPrinter().doprint(expr)
     return f'<math display="{display}">{body}</math>'
+
+
+def _text_nodes(node):
+    """Yield the text nodes below ``node`` in document order."""
+    for child in node.childNodes:
+        if child.nodeType == child.TEXT_NODE:
+            yield child
+        else:
+            yield from _text_nodes(child)
