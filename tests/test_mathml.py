@@ -174,3 +174,47 @@ def test_latex_label_scripts_attach_to_their_base():
 
 def test_plain_symbol_names_keep_sympys_handling():
     assert _texts(_parse(mathml(Symbol("mu_R"))), "mi") == ["\u03bc", "R"]
+
+
+def _leaves(root):
+    return [el.firstChild.data for el in root.getElementsByTagName("*")
+            if el.firstChild is not None and el.firstChild.nodeType == el.TEXT_NODE]
+
+
+def test_latex_statements_are_laid_out():
+    from bnproof.report import latex_mathml
+
+    root = _parse(latex_mathml(
+        r"\frac{\partial y_i}{\partial b} = \frac{\gamma}{\sqrt{\sigma_R^2 + \epsilon}} \neq 0"))
+    fracs = root.getElementsByTagName("mfrac")
+    assert len(fracs) == 2
+    assert _leaves(fracs[0]) == ["\u2202", "y", "i", "\u2202", "b"]
+    (root_,) = root.getElementsByTagName("msqrt")
+    assert _leaves(root_) == ["\u03c3", "R", "2", "+", "\u03b5"]
+    assert "\u2260" in _leaves(root)
+
+
+def test_latex_accents_spacing_and_upright_text():
+    from bnproof.report import latex_mathml
+
+    root = _parse(latex_mathml(r"\mathrm{BN}(x + c\,\mathbf{1}) = \hat x_j\Big(\bar g\Big)"))
+    mis = {el.firstChild.data: el.getAttribute("mathvariant")
+           for el in root.getElementsByTagName("mi")}
+    assert mis["BN"] == "normal" and mis["1"] == "normal"
+    (sub,) = root.getElementsByTagName("msub")
+    assert sub.firstChild.tagName == "mover"  # the hat sits on x, the j below both
+    assert root.getElementsByTagName("mspace")
+    assert "Big" not in _leaves(root)
+
+
+@pytest.mark.parametrize("source", [r"\unknowncommand x", r"\frac{a}{b", "x}", r"\frac{a}"])
+def test_latex_outside_the_subset_is_refused(source):
+    from bnproof.report import latex_mathml
+
+    with pytest.raises(ValueError):
+        latex_mathml(source)
+
+
+def test_capital_greek_is_upright():
+    mi = _parse(mathml(Symbol(r"\Delta b"))).getElementsByTagName("mi")[0]
+    assert mi.firstChild.data == "\u0394" and mi.getAttribute("mathvariant") == "normal"

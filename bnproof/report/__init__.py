@@ -19,6 +19,8 @@ write_report
     All three into one folder.
 mathml
     A SymPy expression as a ``<math>`` element (SymPy's fallbacks fixed).
+latex_mathml
+    A small subset of LaTeX (the claims' statements) as a ``<math>`` element.
 """
 
 from ._collect import STAGES as STAGES
@@ -30,6 +32,7 @@ from ._collect import render_figure as render_figure
 from ._html import write_html as write_html
 from ._latex import write_latex as write_latex
 from ._markdown import write_markdown as write_markdown
+from ._mathml import latex_mathml as latex_mathml
 from ._mathml import mathml as mathml
 from ._write import write_report as write_report
 
@@ -39,6 +42,7 @@ __all__ = [
     "FigureData",
     "ReportData",
     "collect",
+    "latex_mathml",
     "mathml",
     "render_figure",
     "write_html",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import _document as doc
 from ._collect import ReportData
-from ._mathml import mathml
+from ._mathml import latex_mathml, mathml
 
 __all__ = ["render_html", "write_html"]
 
@@ -59,9 +59,13 @@ def _runs(runs) -> str:
 def _math(block: doc.Math) -> str:
     if block.expr is not None:
         return mathml(block.expr)
-    # LaTeX-only statements (the registry's Claim.latex) have no SymPy form to
-    # print as MathML; show their source rather than guess at a conversion.
-    return f'<p class="note">LaTeX: <code>{html.escape(block.latex)}</code></p>'
+    # LaTeX-only statements (the registry's Claim.latex) have no SymPy form:
+    # lay out the simple LaTeX we understand, and show anything else as source
+    # rather than guess.
+    try:
+        return latex_mathml(block.latex)
+    except ValueError:
+        return f'<p class="note">LaTeX: <code>{html.escape(block.latex)}</code></p>'
 
 
 _SVG_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)

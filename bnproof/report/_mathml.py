@@ -24,7 +24,7 @@ import sympy
 from sympy.core.function import AppliedUndef
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-__all__ = ["ReportMathMLPrinter", "is_latex_label", "mathml"]
+__all__ = ["ReportMathMLPrinter", "is_latex_label", "latex_mathml", "mathml"]
 
 #: A symbol name written as LaTeX (``\\mu``, ``\\Delta b``, ``s(b + t \\Delta b)``)
 #: rather than as a plain SymPy name (``mu_R``, ``sigma^2``).
@@ -46,8 +46,15 @@ _GREEK = (
 for _offset, _name in enumerate(_GREEK):
     _COMMANDS.setdefault(_name, chr(0x3B1 + _offset + (_offset >= 17)))
     _COMMANDS.setdefault(_name.capitalize(), chr(0x391 + _offset + (_offset >= 17)))
-#: Spacing and sizing commands that print nothing.
-_SILENT = {",", ";", ":", "!", " ", "left", "right", "big", "Big", "quad", "qquad"}
+#: Sizing commands that print nothing, and spacing commands -> width in em.
+_SILENT = {"left", "right", "big", "Big", "bigg", "Bigg", "displaystyle"}
+_SPACES = {",": 0.1667, ":": 0.2222, ";": 0.2778, " ": 0.2778, "!": 0.0, "quad": 1.0,
+           "qquad": 2.0}
+#: Accents: command -> the character set over the base.
+_ACCENTS = {"hat": "^", "bar": "\u00AF", "overline": "\u00AF", "tilde": "~", "vec": "\u2192",
+            "dot": "\u02D9"}
+#: Font commands whose argument is shown upright (MathML Core's only variant).
+_UPRIGHT = {"mathrm", "operatorname", "text", "mathbf", "textrm", "mathsf"}
 #: Characters of a label that are operators (everything else is an identifier).
 _OPERATORS = set("+-=,()[]|<>/*!:;")
 
@@ -160,85 +167,9 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
             return self._label(sym.name)
         return super()._print_Symbol(sym, style=style)
 
-    def _label(self, source: str):
-        """Lay out a symbol name written in simple LaTeX (commands, ``_``, ``^``, braces)."""
-        row = self._element("mrow")
-        pos = 0
-
-        def atom(pos):
-            """Parse one atom at ``pos``; return (node or None, new position)."""
-            ch = source[pos]
-            if ch == "{":
-                depth, end = 1, pos + 1
-                while end < len(source) and depth:
-                    depth += {"{": 1, "}": -1}.get(source[end], 0)
-                    end += 1
-                return self._label(source[pos + 1 : end - 1]), end
-            if ch == "\\":
-                match = re.match(r"[A-Za-z]+|.", source[pos + 1 :])
-                if match is None:
-                    return None, pos + 1
-                name = match.group(0)
-                end = pos + 1 + len(name)
-                if name in _SILENT:
-                    return None, end
-                if name in ("hat", "bar", "tilde") and end < len(source):
-                    base, end = atom(end)
-                    over = self._element("mover", accent="true")
-                    over.appendChild(base)
-                    over.appendChild(self._element(
-                        "mo", {"hat": "^", "bar": "\u00AF", "tilde": "~"}[name]))
-                    return over, end
-                if name in ("mathrm", "operatorname", "text") and end < len(source):
-                    inner, end2 = atom(end)
-                    text = "".join(n.data for n in _text_nodes(inner))
-                    return self._element("mi", text, mathvariant="normal"), end2
-                char = _COMMANDS.get(name)
-                if char is None:
-                    return self._element("mi", name), end
-                tag = "mi" if char.isalpha() else "mo"
-                return self._element(tag, char), end
-            if ch.isspace():
-                return None, pos + 1
-            if ch.isdigit():
-                match = re.match(r"[0-9.]+", source[pos:])
-                return self._element("mn", match.group(0)), pos + len(match.group(0))
-            if ch in _OPERATORS:
-                return self._element("mo", "\u2212" if ch == "-" else ch), pos + 1
-            return self._element("mi", ch), pos + 1
-
-        while pos < len(source):
-            if source[pos] in "_^":  # a script with no base: attach to nothing
-                pos += 1
-                continue
-            base, pos = atom(pos)
-            if base is None:
-                continue
-            sub = sup = None
-            while pos < len(source) and source[pos] in "_^":
-                mark = source[pos]
-                pos += 1
-                while pos < len(source) and source[pos].isspace():
-                    pos += 1
-                if pos >= len(source):
-                    break
-                script, pos = atom(pos)
-                if mark == "_":
-                    sub = script
-                else:
-                    sup = script
-            if sub is not None and sup is not None:
-                node = self._element("msubsup")
-                for child in (base, sub, sup):
-                    node.appendChild(child)
-            elif sub is not None or sup is not None:
-                node = self._element("msub" if sub is not None else "msup")
-                node.appendChild(base)
-                node.appendChild(sub if sub is not None else sup)
-            else:
-                node = base
-            row.appendChild(node)
-        return row
+    def _label(self, source: str, strict: bool = False):
+        """Lay out simple LaTeX: see :func:`latex_mathml` for the subset understood."""
+        return _LatexParser(self, source, strict).parse()
 
     def _print_Function(self, e):
         if not isinstance(e, AppliedUndef):
@@ -308,3 +239,173 @@ def _text_nodes(node):
             yield child
         else:
             yield from _text_nodes(child)
+
+
+class _LatexParser:
+    """Recursive-descent parser for the small LaTeX subset of labels and statements."""
+
+    def __init__(self, printer: ReportMathMLPrinter, source: str, strict: bool):
+        self.p = printer
+        self.src = source
+        self.pos = 0
+        self.strict = strict
+
+    def _skip_spaces(self) -> None:
+        while self.pos < len(self.src) and self.src[self.pos].isspace():
+            self.pos += 1
+
+    def _group_end(self, start: int) -> int:
+        depth, end = 1, start + 1
+        while end < len(self.src) and depth:
+            depth += {"{": 1, "}": -1}.get(self.src[end], 0)
+            end += 1
+        if depth:
+            raise ValueError(f"unbalanced braces in {self.src!r}")
+        return end
+
+    def _argument(self):
+        """Parse a command's argument: a braced group or a single atom."""
+        self._skip_spaces()
+        if self.pos >= len(self.src):
+            raise ValueError(f"a command in {self.src!r} lacks its argument")
+        node = self._atom()
+        while node is None and self.pos < len(self.src):
+            node = self._atom()
+        if node is None:
+            raise ValueError(f"a command in {self.src!r} lacks its argument")
+        return node
+
+    def _atom(self):
+        """Parse one atom at the current position; ``None`` for spaces and sizing."""
+        el = self.p._element
+        src, ch = self.src, self.src[self.pos]
+        if ch == "{":
+            end = self._group_end(self.pos)
+            inner = _LatexParser(self.p, src[self.pos + 1 : end - 1], self.strict).parse()
+            self.pos = end
+            return inner
+        if ch == "\\":
+            match = re.match(r"[A-Za-z]+|.", src[self.pos + 1 :])
+            if match is None:
+                raise ValueError(f"a lone backslash ends {src!r}")
+            name = match.group(0)
+            self.pos += 1 + len(name)
+            if name in _SILENT:
+                return None
+            if name in _SPACES:
+                return el("mspace", width=f"{_SPACES[name]:.4f}em")
+            if name == "frac":
+                frac = el("mfrac")
+                frac.appendChild(self._argument())
+                frac.appendChild(self._argument())
+                return frac
+            if name == "sqrt":
+                root = el("msqrt")
+                root.appendChild(self._argument())
+                return root
+            if name in _ACCENTS:
+                over = el("mover", accent="true")
+                over.appendChild(self._argument())
+                over.appendChild(el("mo", _ACCENTS[name]))
+                return over
+            if name in _UPRIGHT:
+                text = "".join(n.data for n in _text_nodes(self._argument()))
+                return el("mi", text, mathvariant="normal")
+            char = _COMMANDS.get(name)
+            if char is None:
+                if self.strict:
+                    raise ValueError(f"LaTeX command \\{name} of {src!r} is not supported")
+                return el("mi", name)
+            if not char.isalpha():
+                return el("mo", char)
+            # Capital Greek letters are set upright, as in TeX.
+            return el("mi", char, mathvariant="normal") if char.isupper() else el("mi", char)
+        if ch.isspace():
+            self.pos += 1
+            return None
+        if ch.isdigit():
+            number = re.match(r"[0-9]+(\.[0-9]+)?", src[self.pos :]).group(0)
+            self.pos += len(number)
+            return el("mn", number)
+        self.pos += 1
+        if ch in _OPERATORS:
+            return el("mo", "\u2212" if ch == "-" else ch)
+        if ch == "}":
+            raise ValueError(f"unbalanced braces in {src!r}")
+        return el("mi", ch)
+
+    def parse(self):
+        """Return an ``mrow`` for the whole source."""
+        row = self.p._element("mrow")
+        src = self.src
+        while self.pos < len(src):
+            if src[self.pos] in "_^":
+                if self.strict:
+                    raise ValueError(f"a script without a base in {src!r}")
+                self.pos += 1
+                continue
+            base = self._atom()
+            if base is None:
+                continue
+            scripts = {}
+            while True:
+                self._skip_spaces()
+                if self.pos >= len(src) or src[self.pos] not in "_^":
+                    break
+                mark = src[self.pos]
+                self.pos += 1
+                scripts[mark] = self._argument()
+            if "_" in scripts and "^" in scripts:
+                node = self.p._element("msubsup")
+                for child in (base, scripts["_"], scripts["^"]):
+                    node.appendChild(child)
+            elif scripts:
+                (mark, script), = scripts.items()
+                node = self.p._element("msub" if mark == "_" else "msup")
+                node.appendChild(base)
+                node.appendChild(script)
+            else:
+                node = base
+            row.appendChild(node)
+        return row
+
+
+def latex_mathml(source: str, *, display: str = "block") -> str:
+    r"""Return a small subset of LaTeX math as a complete ``<math>`` element.
+
+    Parameters
+    ----------
+    source : str
+        Math-mode LaTeX using only: letters, digits, operators, ``_``, ``^``,
+        braces, Greek letters, ``\frac``, ``\sqrt``, accents (``\hat``,
+        ``\bar``, ``\overline``, ``\tilde``, ``\vec``), upright text
+        (``\mathrm``, ``\operatorname``, ``\mathbf``), spacing, sizing
+        (``\Big``, ``\left``, ``\right``) and a few symbols (``\partial``,
+        ``\nabla``, ``\sum``, ``\langle``, ``\neq``, ...).
+    display : {"block", "inline"}, default "block"
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        If ``source`` is not a string.
+    ValueError
+        If ``source`` uses anything outside the subset (the caller may then
+        show the source instead), or ``display`` is not valid.
+
+    Notes
+    -----
+    For the registry's statements (:attr:`bnproof.symbolic.Claim.latex`),
+    which have no SymPy form to print.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a str of LaTeX, got {type(source).__name__}")
+    if display not in ("block", "inline"):
+        raise ValueError(f"display={display!r}; use 'block' or 'inline'")
+    printer = ReportMathMLPrinter()
+    node = printer._label(source, strict=True)
+    body = node.toxml().encode("ascii", "xmlcharrefreplace").decode()
+    return f'<math display="{display}">{body}</math>'
