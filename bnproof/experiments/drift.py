@@ -144,13 +144,13 @@ def _plan(steps: int | None, lr: float | None, quick: bool) -> _Plan:
     factors = SWEEP_LR_FACTORS_QUICK if quick else SWEEP_LR_FACTORS
     if quick:
         return _Plan(
-            bias_steps=steps or 100,
+            bias_steps=steps or 50,
             bias_lr=base,
-            train_steps=steps or 40,
+            train_steps=steps or 30,
             train_lr=base,
             train_datasets=("digits", "synthetic"),
             train_batchings=("full",),
-            sweep_steps=steps or 40,
+            sweep_steps=steps or 30,
             sweep_lrs=tuple(base * f for f in factors),
             sweep_seeds=1,
             precision_offsets=PRECISION_OFFSETS_QUICK,
@@ -636,14 +636,7 @@ def _train_run(dataset: str, batching: str, mode: str, norm: str, dtype: str, st
     initial = series["loss_nats"][0]
     final = series["loss_nats"][-1]
     lowest = min(losses)
-    if first_nonfinite is not None or final is None:
-        outcome = "non-finite"
-    elif final > initial:
-        outcome = "rose-above-start"
-    elif final - lowest > REBOUND_FRACTION * (initial - lowest):
-        outcome = "rebounded"
-    else:
-        outcome = "trained"
+    outcome = _outcome(series["loss_nats"], first_nonfinite is not None)
     summary = {
         "outcome": outcome,
         "first_nonfinite_step": first_nonfinite,
@@ -663,6 +656,23 @@ def _train_run(dataset: str, batching: str, mode: str, norm: str, dtype: str, st
     if curves:
         run["series"] = series
     return run
+
+
+def _outcome(losses: list, stopped_nonfinite: bool) -> str:
+    """Classify a run from its recorded losses (``None`` = non-finite).
+
+    ``losses[0]`` is the initial loss; see ``OUTCOMES`` in the ``train-all``
+    setup for the meaning of each class.
+    """
+    initial, final = losses[0], losses[-1]
+    if stopped_nonfinite or initial is None or final is None:
+        return "non-finite"
+    lowest = min(v for v in losses if v is not None)
+    if final > initial:
+        return "rose-above-start"
+    if final - lowest > REBOUND_FRACTION * (initial - lowest):
+        return "rebounded"
+    return "trained"
 
 
 def _finite_or_none(value) -> float | None:
@@ -857,7 +867,7 @@ def run_drift(
     steps : int or None
         Gradient steps of every ``bias-only`` and ``train-all`` run (``>= 1``);
         ``None`` uses the defaults (300 for ``bias-only``, 150 for the curves,
-        100 for the sweep; 100, 40, 40 with ``quick``).
+        100 for the sweep; 50, 30, 30 with ``quick``).
     lr : float or None
         Base learning rate (``> 0``); the sweep uses it times
         :data:`SWEEP_LR_FACTORS`. ``None`` means :data:`DEFAULT_LR`.

@@ -1,0 +1,197 @@
+"""``bnproof drift``: re-run section 2's drift experiment, write JSON and figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from . import UsageError
+
+HELP = "re-run section 2: the bias drift when normalization is outside the gradient step"
+
+#: Default output folder (relative to the current folder).
+DEFAULT_OUT = "bnproof-drift"
+
+#: Scenario names (kept here so that ``bnproof --help`` imports no NumPy);
+#: a test checks they equal :data:`bnproof.experiments.drift.SCENARIOS`.
+SCENARIO_NAMES = ("bias-only", "train-all", "precision")
+#: Floating-point types the experiment trains in.
+DTYPE_NAMES = ("float64", "float32")
+#: Figure formats written for every figure.
+FIGURE_FORMATS = ("png", "svg")
+#: Resolution of the PNG figures: 100 dpi makes the 7-inch figures 700 px wide.
+PNG_DPI = 100
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``bnproof drift``."""
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help=f"scenario to run, repeatable: {', '.join(SCENARIO_NAMES)} (default: all)",
+    )
+    parser.add_argument(
+        "--steps", type=int, metavar="N",
+        help="gradient steps of every b-only and training run, >= 1 "
+        "(default: the experiment's plan, 300 / 150 / 100)",
+    )
+    parser.add_argument(
+        "--lr", type=float, metavar="X",
+        help="base learning rate, > 0; the sweep multiplies it (default 0.5)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of every random draw, >= 0 (default 0)")
+    parser.add_argument(
+        "--dtype", action="append", metavar="DTYPE",
+        help=f"floating-point type to train in, repeatable: {', '.join(DTYPE_NAMES)} "
+        "(default: both)",
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR",
+        help=f"output folder for results.json and the figures, replaced only when the "
+        f"run is complete (default: {DEFAULT_OUT}/)",
+    )
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as JSON on stdout instead of a summary")
+    parser.add_argument("--quick", action="store_true",
+                        help="a reduced run of a few seconds (fewer steps and settings)")
+
+
+def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Validate every option before any work; raise :class:`UsageError`."""
+    scenarios = args.scenario or list(SCENARIO_NAMES)
+    for name in scenarios:
+        if name not in SCENARIO_NAMES:
+            raise UsageError(
+                f"unknown scenario {name!r}; choose from {', '.join(SCENARIO_NAMES)}"
+            )
+    dtypes = args.dtype or list(DTYPE_NAMES)
+    for name in dtypes:
+        if name not in DTYPE_NAMES:
+            raise UsageError(f"unsupported --dtype {name!r}; choose from {', '.join(DTYPE_NAMES)}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps {args.steps} must be at least 1")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0.0):
+        raise UsageError(f"--lr {args.lr} must be a finite number > 0 (e.g. --lr 0.5)")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed} must be >= 0")
+    return scenarios, dtypes
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr (used only when stderr is a terminal)."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(f"\r{stage:>10} [{bar}] {done}/{total} {elapsed:6.1f}s")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _json_safe(value):
+    """Replace non-finite floats by ``None`` (JSON has no NaN or infinity)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _summary(result: dict, out: Path, files: list[str], elapsed: float) -> list[str]:
+    lines = [f"drift results written to {out}/ in {elapsed:.1f} s: {', '.join(files)}"]
+    bias = result.get("bias-only")
+    if bias:
+        lines.append("only b trains (max over channels; loss change in nats):")
+        for run in bias["runs"]:
+            s = run["summary"]
+            lines.append(
+                f"  {run['norm']:>12} {run['mode']:>7} {run['dtype']}: "
+                f"|b_T - b_0| {s['b_displacement_final_max_abs']:.3g}, "
+                f"residual {s['linear_residual_in_rounding_units']:.3g} rounding units, "
+                f"|loss change| {s['loss_change_max_abs_nats']:.3g}"
+            )
+    train = result.get("train-all")
+    if train:
+        lines.append("learning-rate sweep (runs that blew up / runs):")
+        for row in train["sweep"]["table"]:
+            lines.append(
+                f"  lr {row['lr']:<6g} {row['norm']:>12} {row['mode']:>7} {row['dtype']}: "
+                f"{row['blew_up']}/{row['runs']}"
+            )
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment, write ``results.json`` and the figures atomically.
+
+    Returns 0 on success. Bad options and unusable output folders raise
+    before any work, so nothing is written then.
+    """
+    from bnproof._atomic import atomic_output_dir, check_output_dir
+
+    scenarios, dtypes = _check_args(args)
+    # Refuse a bad --out before a minute of work, not after.
+    target = check_output_dir(args.out)
+    try:
+        import matplotlib  # noqa: F401
+        import sklearn  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"bnproof drift needs {exc.name}; install the report extra: "
+            "pip install 'bnproof[report]'"
+        ) from None
+
+    from bnproof.experiments.drift import run_drift
+    from bnproof.plots import drift_figures
+
+    start = time.perf_counter()
+    bar = _ProgressBar() if sys.stderr.isatty() else None
+    try:
+        result = run_drift(
+            scenarios, steps=args.steps, lr=args.lr, seed=args.seed, dtypes=dtypes,
+            quick=args.quick, progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    result = _json_safe(result)
+    figures = drift_figures(result)
+    files = ["results.json"]
+    with atomic_output_dir(target) as tmp:
+        text = json.dumps(result, indent=1, allow_nan=False)
+        (tmp / "results.json").write_text(text + "\n", encoding="utf-8")
+        for name, fig in figures.items():
+            for fmt in FIGURE_FORMATS:
+                fig.savefig(tmp / f"{name}.{fmt}", dpi=PNG_DPI, metadata=_metadata(fmt))
+                files.append(f"{name}.{fmt}")
+    elapsed = time.perf_counter() - start
+    if args.json:
+        print(text)
+    else:
+        print("\n".join(_summary(result, target, files, elapsed)))
+    return 0
+
+
+def _metadata(fmt: str) -> dict:
+    """Figure metadata without a creation date, so reruns give identical files."""
+    return {"Date": None} if fmt == "svg" else {}
