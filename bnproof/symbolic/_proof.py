@@ -97,6 +97,27 @@ class Proof:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
 
+    def summary(self) -> dict[str, object]:
+        """Return the JSON-serialisable fields (everything but the SymPy steps).
+
+        Returns
+        -------
+        dict
+            ``id``, ``verdict``, ``symbolic_n``, ``methods``, ``seconds``,
+            ``reason`` and ``checks`` (a list of ``{method, passed, detail}``).
+        """
+        return {
+            "id": self.claim_id,
+            "verdict": self.verdict,
+            "symbolic_n": self.symbolic_n,
+            "methods": list(self.methods),
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+            "checks": [
+                {"method": c.method, "passed": c.passed, "detail": c.detail} for c in self.checks
+            ],
+        }
+
 
 @dataclass(frozen=True)
 class Claim:

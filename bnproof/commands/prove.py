@@ -1,0 +1,94 @@
+"""``bnproof prove``: establish the claims of the registry and print the verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import UsageError
+
+HELP = "prove the batch-norm claims with SymPy (symbolic N, then N = 2..n-max)"
+
+#: Default largest concrete batch size.
+DEFAULT_N_MAX = 8
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``prove`` options to ``parser``."""
+    parser.add_argument(
+        "--claim",
+        action="append",
+        metavar="ID",
+        help="prove only this claim (repeatable); default: every claim",
+    )
+    parser.add_argument(
+        "--n-max",
+        type=int,
+        default=DEFAULT_N_MAX,
+        metavar="N",
+        help=f"concrete checks run for N = 2..N (default {DEFAULT_N_MAX}, at least 2)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _table(rows: list[dict]) -> str:
+    header = ("claim", "verdict", "expected", "symbolic N", "methods", "seconds")
+    body = [
+        (
+            r["id"],
+            r["verdict"],
+            r["expected"],
+            "yes" if r["symbolic_n"] else "no",
+            ", ".join(r["methods"]),
+            f"{r['seconds']:.2f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(v)) for v in col) for col in zip(header, *body, strict=True)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+             for row in (header, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prove the selected claims; 0 when each has its expected verdict, else 1."""
+    from bnproof.symbolic import CLAIMS, prove_all
+
+    valid = ", ".join(CLAIMS)
+    ids = args.claim or list(CLAIMS)
+    unknown = [i for i in ids if i not in CLAIMS]
+    if unknown:
+        raise UsageError(f"unknown claim id(s) {', '.join(map(repr, unknown))}; valid: {valid}")
+    if args.n_max < 2:
+        raise UsageError(f"--n-max {args.n_max} is too small: concrete checks need N >= 2")
+
+    def progress(claim_id: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r[{done}/{total}] {claim_id}".ljust(60), end="", file=sys.stderr)
+
+    proofs = prove_all(ids, n_max=args.n_max, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    rows = []
+    for proof in proofs:
+        claim = CLAIMS[proof.claim_id]
+        row = proof.summary()
+        row["statement"] = claim.statement
+        row["expected"] = claim.expected
+        row["as_expected"] = proof.verdict == claim.expected
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"n_max": args.n_max, "claims": rows}, indent=2))
+    else:
+        print(_table(rows))
+        for r in rows:
+            if r["reason"]:
+                print(f"\n{r['id']}: {r['verdict']}: {r['reason']}")
+        bad = [r["id"] for r in rows if not r["as_expected"]]
+        print(
+            f"\n{len(rows) - len(bad)} of {len(rows)} claims have their expected verdict"
+            + (f"; not: {', '.join(bad)}" if bad else "")
+        )
+    return 0 if all(r["as_expected"] for r in rows) else 1

@@ -1,0 +1,214 @@
+"""A small, sound rule set for sums over a symbolic batch size.
+
+SymPy differentiates ``Sum(f(x[k]), (k, 1, N))`` with respect to ``x[j]`` into
+``Sum(f'(x[k]) * KroneckerDelta(j, k), (k, 1, N))`` correctly, but evaluating
+such sums with ``.doit()`` either leaves a ``Piecewise`` on the unknown range
+of ``j`` (sympy issues 12750, 12751, 13993) or crashes inside ``gosper_sum``
+(sympy issue 27975). This module does not call ``.doit()`` on sums at all.
+It applies only the following rules, each of which is an identity of finite
+sums:
+
+1. *Linearity*: ``Sum(c * f + d * h, k) = c * Sum(f, k) + d * Sum(h, k)``
+   when ``c`` and ``d`` do not depend on the summation index ``k``.
+2. *Constants*: ``Sum(c, (k, lo, hi)) = (hi - lo + 1) * c`` when ``c`` does
+   not depend on ``k``.
+3. *Sifting*: ``Sum(KroneckerDelta(j, k) * f(k), (k, lo, hi)) = f(j)``
+   provided ``lo <= j <= hi``. The range of ``j`` must be declared (or be
+   the range of an enclosing sum); otherwise the rule set refuses with
+   :class:`SumRuleError` instead of guessing.
+4. *Idempotence*: ``KroneckerDelta(j, k)**n = KroneckerDelta(j, k)`` for
+   integer ``n >= 1``.
+5. *Renaming*: the summation index is a bound variable, so every remaining
+   sum is given a canonical index (PR 15239: sums that differ only in the
+   name of their index are then the same object).
+
+After these rules every remaining sum is a sum of a single product of
+factors that all depend on the index (a *moment*, e.g. ``Sum(g[k]*x[k])``).
+:func:`moments_to_symbols` replaces each distinct moment by a fresh symbol.
+Treating moments as independent symbols is sound for proving that an
+expression vanishes: a rational function that is identically zero in
+independent symbols is zero for every value they can take together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sympy
+from sympy import Add, Dummy, KroneckerDelta, Mul, Pow, Sum, Symbol
+
+__all__ = ["SumRuleError", "moments_to_symbols", "reduce_sums"]
+
+#: Index range: symbol -> (lower, upper), both inclusive.
+Ranges = Mapping[Symbol, tuple[sympy.Expr, sympy.Expr]]
+
+
+class SumRuleError(ValueError):
+    """The rule set met a sum it cannot reduce soundly (the message says why)."""
+
+
+def _canonical_index(depth: int) -> Symbol:
+    """Return the canonical summation index for a sum nested ``depth`` deep."""
+    return Symbol(f"kappa_{depth}", integer=True)
+
+
+def _depth(expr: sympy.Basic) -> int:
+    """Return how deeply sums nest in ``expr`` (0 when it has none)."""
+    if isinstance(expr, Sum):
+        return 1 + _depth(expr.function)
+    return max((_depth(arg) for arg in expr.args), default=0)
+
+
+def _in_range(index: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr, ranges: Ranges) -> bool:
+    """Whether ``lo <= index <= hi`` is known from the declared ranges."""
+    if index.is_Integer and lo.is_Integer and hi.is_Integer:
+        return bool(lo <= index <= hi)
+    if index in ranges:
+        ilo, ihi = ranges[index]
+        return sympy.simplify(ilo - lo) == 0 and sympy.simplify(ihi - hi) == 0
+    return False
+
+
+def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | None:
+    """Sum one product ``term`` over ``k``; ``None`` when no delta can be sifted."""
+    factors = []
+    delta = None
+    for factor in Mul.make_args(term):
+        if isinstance(factor, Pow) and isinstance(factor.base, KroneckerDelta):
+            if factor.exp.is_Integer and factor.exp >= 1:
+                factor = factor.base  # rule 4
+        if delta is None and isinstance(factor, KroneckerDelta) and k in factor.free_symbols:
+            delta = factor
+            continue
+        factors.append(factor)
+    if delta is None:
+        return None
+    left, right = delta.args
+    other = right if left == k else left if right == k else None
+    if other is None or k in other.free_symbols:
+        raise SumRuleError(
+            f"cannot sift {delta} over {k}: the delta must compare {k} with an "
+            f"expression free of {k}"
+        )
+    if not _in_range(other, lo, hi, ranges):
+        raise SumRuleError(
+            f"cannot sift {delta} over {k} in [{lo}, {hi}]: the range of {other} is "
+            f"not known; declare it, e.g. ranges={{{other}: ({lo}, {hi})}}"
+        )
+    return Mul(*factors).xreplace({k: other})
+
+
+def _sum_product(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr:
+    """Apply rules 2-5 to the sum over ``k`` of one product ``term``."""
+    sifted = _sift(term, k, lo, hi, ranges)
+    if sifted is not None:
+        return sifted
+    free, bound = [], []
+    for factor in Mul.make_args(term):
+        (bound if k in factor.free_symbols else free).append(factor)
+    coeff = Mul(*free)
+    if not bound:
+        return coeff * (hi - lo + 1)
+    summand = Mul(*bound)
+    canon = _canonical_index(_depth(summand) + 1)
+    if canon != k and canon in summand.free_symbols:
+        raise SumRuleError(f"reserved index name {canon} is used in {summand}")
+    return coeff * Sum(summand.xreplace({k: canon}), (canon, lo, hi))
+
+
+def _reduce_sum(expr: Sum, ranges: Ranges) -> sympy.Expr:
+    """Reduce one (possibly multi-limit) sum, innermost limit first."""
+    function = expr.function
+    indices = {k for k, _, _ in expr.limits}
+    out = None
+    for pos, (k, lo, hi) in enumerate(expr.limits):
+        if indices & (lo.free_symbols | hi.free_symbols):
+            raise SumRuleError(f"the limits of {expr} depend on its own indices")
+        # Inside the summand every enclosing index (this limit and the later,
+        # outer ones) runs over its own range.
+        inner_ranges = {**ranges, **{kk: (ll, hh) for kk, ll, hh in expr.limits[pos:]}}
+        body = _reduce(function if out is None else out, inner_ranges)
+        body = sympy.expand(body)
+        out = Add(*(_sum_product(t, k, lo, hi, inner_ranges) for t in Add.make_args(body)))
+    return out
+
+
+def _reduce(expr: sympy.Basic, ranges: Ranges) -> sympy.Basic:
+    if not expr.has(Sum):
+        return expr
+    if isinstance(expr, Sum):
+        return _reduce_sum(expr, ranges)
+    return expr.func(*(_reduce(arg, ranges) for arg in expr.args))
+
+
+def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
+    """Reduce every sum in ``expr`` with the sound rule set of this module.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        An expression that may contain ``Sum`` objects, e.g. a derivative of
+        a batch-norm output with respect to ``x[j]``.
+    ranges : mapping of Symbol to (lower, upper), optional
+        Declared ranges of free indices (``{j: (1, N)}``): a ``KroneckerDelta``
+        is sifted only when the range of its other index is known.
+
+    Returns
+    -------
+    sympy.Basic
+        An equal expression whose sums are moments: sums of a product of
+        index-dependent factors, with a canonical index name.
+
+    Raises
+    ------
+    SumRuleError
+        When a delta cannot be sifted soundly (unknown index range), or a
+        sum's limits depend on its own index.
+
+    Notes
+    -----
+    The rules are listed in the module docstring; they are the finite-sum
+    identities behind Algorithm 1 of Ioffe & Szegedy (2015) and its
+    backward pass (section 3).
+    """
+    if not isinstance(expr, sympy.Basic):
+        raise TypeError(f"expr must be a SymPy expression, got {type(expr).__name__}")
+    ranges = dict(ranges or {})
+    for index, bounds in ranges.items():
+        if not isinstance(index, Symbol) or len(bounds) != 2:
+            raise TypeError(
+                f"ranges must map index symbols to (lower, upper); got {index!r}: {bounds!r}"
+            )
+    return _reduce(expr, ranges)
+
+
+def moments_to_symbols(expr: sympy.Basic) -> tuple[sympy.Basic, dict[Symbol, Sum]]:
+    """Replace every sum of ``expr`` by a fresh symbol.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        Usually the output of :func:`reduce_sums`, whose sums have
+        canonical index names so that equal moments are equal objects.
+
+    Returns
+    -------
+    expr : sympy.Basic
+        ``expr`` with each distinct outermost sum replaced by a symbol.
+    moments : dict
+        Symbol -> the sum it stands for (to translate results back).
+
+    Notes
+    -----
+    Sound for proving that an expression vanishes (see the module
+    docstring); a nonzero result does not refute anything on its own,
+    because moments are related (e.g. ``Sum(x**2) >= Sum(x)**2 / N``).
+    """
+    sums = sorted(
+        {s for s in expr.atoms(Sum) if not any(s != t and t.has(s) for t in expr.atoms(Sum))},
+        key=sympy.default_sort_key,
+    )
+    moments = {}
+    for n, s in enumerate(sums):
+        moments[Dummy(f"S{n}")] = s
+    return expr.xreplace({s: sym for sym, s in moments.items()}), moments
