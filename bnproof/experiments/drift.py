@@ -30,10 +30,14 @@ backward passes are :mod:`bnproof.kernels`; the three gradient modes are
 
 ``center`` has no kernel of its own: it is the kernels' inference mode with
 the batch mean (from :func:`bnproof.kernels.batch_norm_moments`), unit
-variance and ``eps = 0``, which computes ``gamma (x - mu) + beta`` exactly.
+variance and ``eps = 0``, which computes ``gamma (x - mu) + beta`` in
+float64 and rounds it once.
 
 The scenarios (:data:`SCENARIOS`) are ``bias-only`` (the thought experiment:
-only ``b`` moves), ``train-all`` (every parameter trains; curves and a sweep
+only ``b`` moves; ``outside`` should drift linearly with the loss fixed,
+``exact`` should not move, and ``running`` is the negative control: its
+statistics lag ``b``, so the loss moves and the drift is not a straight
+line), ``train-all`` (every parameter trains; curves and a sweep
 over learning rate and seed that classifies each run as trained or blown
 up) and ``precision`` (how much accuracy float32 keeps as ``|b| / std``
 grows, from :func:`bnproof.experiments.accuracy.accuracy_vs_offset`).
