@@ -13,7 +13,8 @@ sums:
 2. *Constants*: ``Sum(c, (k, lo, hi)) = (hi - lo + 1) * c`` when ``c`` does
    not depend on ``k``.
 3. *Sifting*: ``Sum(KroneckerDelta(j, k) * f(k), (k, lo, hi)) = f(j)``
-   provided ``lo <= j <= hi``. The range of ``j`` must be declared (or be
+   provided ``lo <= j <= hi`` (and ``0`` when ``j``, ``lo`` and ``hi`` are
+   integers with ``j`` outside the range). The range of ``j`` must be declared (or be
    the range of an enclosing sum); otherwise the rule set refuses with
    :class:`SumRuleError` instead of guessing.
 4. *Idempotence*: ``KroneckerDelta(j, k)**n = KroneckerDelta(j, k)`` for
@@ -90,6 +91,8 @@ def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | N
             f"cannot sift {delta} over {k}: the delta must compare {k} with an "
             f"expression free of {k}"
         )
+    if other.is_Integer and lo.is_Integer and hi.is_Integer and not lo <= other <= hi:
+        return sympy.S.Zero  # the delta is 0 for every k in the range
     if not _in_range(other, lo, hi, ranges):
         raise SumRuleError(
             f"cannot sift {delta} over {k} in [{lo}, {hi}]: the range of {other} is "

@@ -1,0 +1,81 @@
+"""The sum rule set and the zero test: sound, and able to say no."""
+
+import pytest
+import sympy
+from sympy import IndexedBase, KroneckerDelta, Sum, Symbol
+
+from bnproof.symbolic import SumRuleError, reduce_sums, vanishes
+
+N = Symbol("N", integer=True, positive=True)
+i, j, k, m = sympy.symbols("i j k m", integer=True)
+x = IndexedBase("x", real=True)
+c = Symbol("c", real=True)
+
+
+def test_linearity_and_constants():
+    expr = Sum(2 * x[k] + c, (k, 1, N))
+    reduced = reduce_sums(expr)
+    kappa = next(iter(reduced.atoms(Sum))).variables[0]
+    assert sympy.expand(reduced - (2 * Sum(x[kappa], (kappa, 1, N)) + c * N)) == 0
+
+
+def test_sums_differing_only_in_index_name_cancel():
+    # sympy PR 15239: simplify leaves Sum(x[k]) - Sum(x[m]) alone; renaming cancels it.
+    assert reduce_sums(Sum(x[k], (k, 1, N)) - Sum(x[m], (m, 1, N))) == 0
+
+
+def test_sifting_needs_a_declared_range():
+    expr = Sum(KroneckerDelta(j, k) * x[k] ** 2, (k, 1, N))
+    assert reduce_sums(expr, {j: (1, N)}) == x[j] ** 2
+    with pytest.raises(SumRuleError, match="range of j is not known"):
+        reduce_sums(expr)
+
+
+def test_sifting_refuses_a_range_that_differs():
+    expr = Sum(KroneckerDelta(j, k) * x[k], (k, 1, N))
+    with pytest.raises(SumRuleError):
+        reduce_sums(expr, {j: (1, N + 1)})
+
+
+def test_delta_powers_are_idempotent():
+    expr = Sum(KroneckerDelta(j, k) ** 2 * x[k], (k, 1, N))
+    assert reduce_sums(expr, {j: (1, N)}) == x[j]
+
+
+def test_concrete_limits_sift_by_value():
+    assert reduce_sums(Sum(KroneckerDelta(2, k) * x[k], (k, 1, 3))) == x[2]
+    assert reduce_sums(Sum(KroneckerDelta(5, k) * x[k], (k, 1, 3))) == 0
+
+
+def test_reduce_sums_rejects_non_sympy():
+    with pytest.raises(TypeError, match="SymPy expression"):
+        reduce_sums("x")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        (sympy.sqrt(2) - 1) * (sympy.sqrt(2) + 1) - 1,
+        (c + 1) ** 2 - c**2 - 2 * c - 1,
+        sympy.sqrt(4 * (c**2 + 1)) - 2 * sympy.sqrt(c**2 + 1),
+        1 / sympy.sqrt(c**2 + 1) - sympy.sqrt(c**2 + 1) / (c**2 + 1),
+        Sum(x[k] - Sum(x[m], (m, 1, N)) / N, (k, 1, N)),
+    ],
+)
+def test_true_identities_vanish(expr):
+    assert vanishes(expr).is_zero
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        sympy.sqrt(c**2) - c,  # |c| - c is not identically 0
+        sympy.sqrt(c**2 + 1) - c - 1,
+        Sum(x[k] ** 2, (k, 1, N)) - Sum(x[k], (k, 1, N)) ** 2 / N,  # N var, not 0
+        sympy.sqrt(2) - sympy.Rational(141421356, 100000000),
+    ],
+)
+def test_false_identities_do_not_vanish(expr):
+    result = vanishes(expr)
+    assert not result.is_zero
+    assert result.residual != 0
