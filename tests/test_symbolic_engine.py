@@ -79,3 +79,22 @@ def test_false_identities_do_not_vanish(expr):
     result = vanishes(expr)
     assert not result.is_zero
     assert result.residual != 0
+
+
+def test_constant_sum_with_unknown_length_is_refused():
+    lo = Symbol("lo", integer=True)
+    with pytest.raises(SumRuleError, match="not known to be >= 0"):
+        reduce_sums(Sum(c, (k, lo, N)))
+
+
+def test_dependent_roots_are_never_a_counterexample():
+    import random
+
+    from bnproof.symbolic._engine import _evaluate
+
+    # Field arithmetic treats sqrt(6) and sqrt(2)*sqrt(3) as independent; the
+    # numeric guard must keep this true identity from being "refuted".
+    r2, r3, r6 = (sympy.sqrt(v, evaluate=False) for v in (2, 3, 6))
+    expr = sympy.Mul(r2, r3, evaluate=False) - r6 + 0 * c
+    is_zero, _, value = _evaluate(expr, random.Random(0), {})
+    assert is_zero and abs(value) < 1e-30

@@ -215,7 +215,7 @@ def _shift_invariance(batch: Batch, idx: Mapping) -> list:
     i = idx["i"]
     shifted = training(batch, lambda k: _item(batch, x, k) + c)
     plain = training(batch)
-    return [Identity(y[i].subs(x[i], x[i] + c), shifted.y(i), plain.y(i), _ranges(batch))]
+    return [Identity(Symbol("y_i(x + c)", real=True), shifted.y(i), plain.y(i), _ranges(batch))]
 
 
 def _scale_invariance(batch: Batch, idx: Mapping) -> list:
@@ -245,9 +245,7 @@ def _outside_drift(model_fn):
         ranges = _ranges(batch)
         return [
             Nonzero(delta_b, step),
-            Identity(
-                y[i].subs(b, b + t * delta_b), after.y(i), model.y(i), ranges
-            ),
+            Identity(Symbol(r"y_i(b + t \Delta b)", real=True), after.y(i), model.y(i), ranges),
             Identity(
                 Symbol(r"s(b + t \Delta b)", positive=True), after.scale, model.scale, ranges
             ),

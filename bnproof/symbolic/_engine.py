@@ -38,6 +38,9 @@ __all__ = ["Identity", "Nonzero", "establish"]
 
 #: Denominators of the random rationals (small, so exact arithmetic stays fast).
 _DENOMINATORS = (1, 2, 3, 4, 5, 7)
+#: Digits of the numeric guard on exact evaluations, and what counts as 0 there.
+_DIGITS = 60
+_NUMERIC_ZERO = sympy.Float("1e-40", _DIGITS)
 #: Random rational points tried per concrete N when looking for a witness.
 _WITNESS_TRIES = 3
 
@@ -129,14 +132,21 @@ def _evaluate(expr: sympy.Expr, rng: random.Random, where: Mapping) -> tuple[boo
     """Evaluate ``expr`` exactly at a random rational point.
 
     Returns ``(is_zero, point, value)``; ``value`` is a float for display.
+    The value is an algebraic number; it counts as nonzero only when the
+    exact reduction says so *and* it is nonzero to :data:`_DIGITS` digits
+    (square roots of different radicands can be dependent, e.g.
+    ``sqrt(6) = sqrt(2) sqrt(3)``, which the exact reduction treats as
+    independent: such a value is reported as zero, never as a
+    counterexample).
     """
     expr = expr.xreplace(dict(where))
     expr, _ = _unknowns_to_symbols(expr)
     symbols = sorted(expr.free_symbols, key=sympy.default_sort_key)
     point = {s: _random_value(s, rng) for s in symbols}
     value = expr.xreplace(point)
-    is_zero = vanishes(value).is_zero
-    return is_zero, point, float(sympy.N(value, 20))
+    approx = sympy.N(value, _DIGITS)
+    is_zero = vanishes(value).is_zero or abs(approx) < _NUMERIC_ZERO
+    return is_zero, point, float(approx)
 
 
 def _point_text(point: Mapping) -> str:
@@ -213,6 +223,7 @@ def _concrete_part(
     """Expand and evaluate at N = 2..n_max; return ``(expanded_ok, witnesses_ok)``."""
     expanded_ok = True
     witnessed: dict[int, bool] = {}
+    shown: set[int] = set()
     for n in range(2, n_max + 1):
         batch = ConcreteBatch(n)
         expand_pass, rational_pass = True, True
@@ -240,7 +251,8 @@ def _concrete_part(
                         if not is_zero:
                             witnessed.setdefault(pos, False)
                             witnessed[pos] = True
-                            if n == 2:
+                            if n == 2 and pos not in shown:
+                                shown.add(pos)
                                 out.steps.append(
                                     Step(
                                         "Witness: an exact nonzero value",

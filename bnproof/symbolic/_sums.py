@@ -11,7 +11,7 @@ sums:
 1. *Linearity*: ``Sum(c * f + d * h, k) = c * Sum(f, k) + d * Sum(h, k)``
    when ``c`` and ``d`` do not depend on the summation index ``k``.
 2. *Constants*: ``Sum(c, (k, lo, hi)) = (hi - lo + 1) * c`` when ``c`` does
-   not depend on ``k``.
+   not depend on ``k`` and ``hi - lo + 1 >= 0`` is known (otherwise refuse).
 3. *Sifting*: ``Sum(KroneckerDelta(j, k) * f(k), (k, lo, hi)) = f(j)``
    provided ``lo <= j <= hi`` (and ``0`` when ``j``, ``lo`` and ``hi`` are
    integers with ``j`` outside the range). The range of ``j`` must be declared (or be
@@ -111,7 +111,13 @@ def _sum_product(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.E
         (bound if k in factor.free_symbols else free).append(factor)
     coeff = Mul(*free)
     if not bound:
-        return coeff * (hi - lo + 1)
+        length = hi - lo + 1
+        if not length.is_nonnegative:
+            raise SumRuleError(
+                f"cannot sum a constant over {k} in [{lo}, {hi}]: the number of terms "
+                f"{length} is not known to be >= 0"
+            )
+        return coeff * length
     summand = Mul(*bound)
     canon = _canonical_index(_depth(summand) + 1)
     if canon != k and canon in summand.free_symbols:

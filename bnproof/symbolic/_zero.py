@@ -157,7 +157,8 @@ def vanishes(expr: sympy.Expr, ranges: Ranges | None = None) -> ZeroTest:
     -------
     ZeroTest
         ``is_zero`` is ``True`` only when the reduction reached the zero
-        polynomial; ``residual`` is what remained otherwise.
+        polynomial; otherwise ``residual`` is the reduced expression, equal
+        to ``expr`` wherever ``expr`` is defined.
 
     Raises
     ------
@@ -183,7 +184,8 @@ def vanishes(expr: sympy.Expr, ranges: Ranges | None = None) -> ZeroTest:
     others = sorted(free - set(roots), key=sympy.default_sort_key)
     gens = roots + others or [Dummy("z")]
     field, *_ = sympy.polys.fields.field(gens, sympy.QQ)
-    numer = field.from_expr(plain).numer
+    fraction = field.from_expr(plain)
+    numer = fraction.numer
     field_radicands = [field.from_expr(p) for p in plain_radicands]
     groups = _reduce_roots(numer, roots, field_radicands, field)
     if all(not c for c in groups.values()):
@@ -196,6 +198,6 @@ def vanishes(expr: sympy.Expr, ranges: Ranges | None = None) -> ZeroTest:
             if c
         )
     )
-    residual = residual.xreplace(back)
+    residual = (residual / fraction.denom.as_expr()).xreplace(back)
     residual = residual.xreplace({r: sympy.sqrt(radicand) for r, radicand in radicands})
     return ZeroTest(False, residual.xreplace(moments))
