@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, metavar="N",
         help="gradient steps of every b-only and training run, >= 1 "
-        "(default: the experiment's plan, 300 / 150 / 100)",
+        "(default: the experiment's plan, 300 / 120 / 80)",
     )
     parser.add_argument(
         "--lr", type=float, metavar="X",

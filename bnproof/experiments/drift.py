@@ -106,7 +106,7 @@ SYNTHETIC_SHAPE = (1024, 16, 4)
 REBOUND_FRACTION = 0.5
 
 #: Points recorded per curve (evenly spaced steps, first and last included).
-CURVE_POINTS = 101
+CURVE_POINTS = 61
 
 #: Offsets |mean| / std of the precision scenario.
 PRECISION_OFFSETS = (0.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
@@ -163,11 +163,11 @@ def _plan(steps: int | None, lr: float | None, quick: bool) -> _Plan:
     return _Plan(
         bias_steps=steps or 300,
         bias_lr=base,
-        train_steps=steps or 150,
+        train_steps=steps or 120,
         train_lr=base,
         train_datasets=DATASETS,
         train_batchings=BATCHINGS,
-        sweep_steps=steps or 100,
+        sweep_steps=steps or 80,
         sweep_lrs=tuple(base * f for f in factors),
         sweep_seeds=2,
         precision_offsets=PRECISION_OFFSETS,
@@ -870,8 +870,8 @@ def run_drift(
         Names from :data:`SCENARIOS`; ``None`` runs all of them.
     steps : int or None
         Gradient steps of every ``bias-only`` and ``train-all`` run (``>= 1``);
-        ``None`` uses the defaults (300 for ``bias-only``, 150 for the curves,
-        100 for the sweep; 50, 30, 30 with ``quick``).
+        ``None`` uses the defaults (300 for ``bias-only``, 120 for the curves,
+        80 for the sweep; 50, 30, 30 with ``quick``).
     lr : float or None
         Base learning rate (``> 0``); the sweep uses it times
         :data:`SWEEP_LR_FACTORS`. ``None`` means :data:`DEFAULT_LR`.
