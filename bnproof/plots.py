@@ -134,7 +134,8 @@ def _curves_figure(runs: list, dataset: str, batching: str, lr):
     norms = _norms(runs)
     fig, axes = _figure(
         4, len(norms),
-        f"Every parameter trains: {dataset}, {batching} batch, lr {lr}",
+        f"Every parameter trains: {dataset}, "
+        f"{'full batch' if batching == 'full' else batching + 'es'}, lr {lr}",
     )
     for col, norm in enumerate(norms):
         axes[0, col].set_title(f"normalization: {norm}", fontsize="small")
@@ -337,10 +338,11 @@ def accuracy_figure(result: dict):
                            label=f"goal ({goal:g} ulp)")
     for ax in axes[:, 0]:
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        ax.set_xlim(left=0.0)  # offsets are >= 0: no empty negative half
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
     axes[0, 0].set_ylabel("max error\n(float32 ulp)", fontsize="small")
     axes[1, 0].set_ylabel("max |error|\n(units of the output)", fontsize="small")
-    axes[1, 0].set_xlabel("offset |mean| / std (symmetric log; 0 at the left)")
+    axes[1, 0].set_xlabel("offset |mean| / std (dimensionless; symmetric log, 0 at the left)")
     _legend(fig, axes)
     return fig
