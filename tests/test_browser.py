@@ -141,8 +141,8 @@ class DevTools:
         os.close(self._write)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def devtools_session(tmp_path_factory):
+    """Yield a :class:`DevTools` connected to a fresh headless Chromium."""
     executable = _chromium()
     if executable is None:
         if os.environ.get("CI") == "true":
@@ -153,6 +153,11 @@ def browser(tmp_path_factory):
         yield devtools
     finally:
         devtools.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    yield from devtools_session(tmp_path_factory)
 
 
 def render(browser, path, screenshot=None):
