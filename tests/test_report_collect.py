@@ -47,3 +47,22 @@ def test_tables_are_the_experiments_results_unchanged():
     assert {"bnproof", "sympy", "numpy", "numba", "python", "cpu", "date"} <= set(
         data.provenance
     )
+
+
+def test_a_failing_proof_worker_is_reported_not_swallowed():
+    import queue
+
+    from bnproof.report._collect import _prove_worker, _Prover
+
+    messages = queue.Queue()
+    _prove_worker(-1, messages)  # an invalid n_max: prove_all refuses it
+    message = messages.get_nowait()
+    assert message[0] == "error" and "n_max" in message[1]
+    prover = _Prover(4, parallel=False, report=lambda *a: None)
+    with pytest.raises(RuntimeError, match="the proofs failed"):
+        prover._handle(message)
+
+
+def test_parallel_must_be_a_bool():
+    with pytest.raises(TypeError, match="parallel must be True or False"):
+        collect(parallel="no")

@@ -180,6 +180,108 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
     return FigureData(name=name, caption=caption, svg=svg.getvalue(), pdf=pdf.getvalue())
 
 
+#: Seconds between checks that the proof worker is still alive while waiting.
+_WORKER_POLL_SECONDS = 0.5
+
+
+def _prove_worker(n_max: int, queue) -> None:
+    """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back."""
+    import traceback
+
+    try:
+        from bnproof.symbolic import prove_all
+
+        start = time.perf_counter()
+        proofs = prove_all(
+            n_max=n_max, progress=lambda cid, done, total: queue.put(("progress", cid, done, total))
+        )
+        queue.put(("done", proofs, time.perf_counter() - start))
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:  # reported to the parent, which re-raises
+        queue.put(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+class _Prover:
+    """The proofs, run in a separate process (``parallel``) or here when asked for.
+
+    SymPy runs on one core; in a separate process it overlaps with the
+    numeric stages (Numba compilation, experiments, figures) on the other.
+    """
+
+    def __init__(self, n_max: int, parallel: bool, report: Callable) -> None:
+        self.n_max = n_max
+        self.report = report
+        self.outcome: tuple | None = None
+        self.process = self.queue = None
+        if parallel:
+            import multiprocessing
+
+            # "spawn": a fresh interpreter, safe whatever threads this one runs.
+            ctx = multiprocessing.get_context("spawn")
+            self.queue = ctx.Queue()
+            self.process = ctx.Process(
+                target=_prove_worker, args=(n_max, self.queue), name="bnproof-proofs",
+                daemon=True,
+            )
+            self.process.start()
+
+    def _handle(self, message: tuple) -> None:
+        if message[0] == "progress":
+            _, cid, done, total = message
+            self.report("proofs", done, total, cid)
+        elif message[0] == "done":
+            self.outcome = (message[1], message[2])
+        else:
+            raise RuntimeError(f"the proofs failed: {message[1]}\n{message[2]}")
+
+    def poll(self) -> None:
+        """Forward the worker's progress so far, without waiting."""
+        import queue as queue_module
+
+        while self.queue is not None and self.outcome is None:
+            try:
+                self._handle(self.queue.get_nowait())
+            except queue_module.Empty:
+                return
+
+    def result(self) -> tuple[list, float]:
+        """Return ``(proofs, seconds)``, waiting for the worker if there is one."""
+        if self.process is None:
+            from bnproof.symbolic import prove_all
+
+            start = time.perf_counter()
+            proofs = prove_all(
+                n_max=self.n_max,
+                progress=lambda cid, done, total: self.report("proofs", done, total, cid),
+            )
+            return proofs, time.perf_counter() - start
+        import queue as queue_module
+
+        while self.outcome is None:
+            try:
+                self._handle(self.queue.get(timeout=_WORKER_POLL_SECONDS))
+            except queue_module.Empty:
+                if not self.process.is_alive():
+                    self.poll()
+                    if self.outcome is None:
+                        raise RuntimeError(
+                            f"the proof process exited with code {self.process.exitcode} "
+                            "before finishing; run with parallel=False to see why"
+                        ) from None
+        return self.outcome
+
+    def close(self) -> None:
+        """Stop the worker if it is still running (error or interruption)."""
+        if self.process is None:
+            return
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.queue.close()
+        self.queue.join_thread()
+
+
 def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int >= 0, got {seed!r}")
@@ -204,6 +306,7 @@ def collect(
     seed: int = 0,
     stages: Sequence[str] | None = None,
     progress: Progress | None = None,
+    parallel: bool = True,
 ) -> ReportData:
     """Run the proofs and experiments and gather their results for the report.
 
@@ -220,6 +323,9 @@ def collect(
         left as ``None`` (the figures need "drift" and/or "accuracy").
     progress : callable or None
         Called as ``progress(stage, done, total, detail)`` as work completes.
+    parallel : bool, default True
+        Run the proofs (SymPy, one core) in a separate process while this
+        one runs the numeric stages; ``False`` runs everything here, in order.
 
     Returns
     -------
@@ -240,6 +346,8 @@ def collect(
     """
     if not isinstance(quick, bool):
         raise TypeError(f"quick must be True or False, got {quick!r}")
+    if not isinstance(parallel, bool):
+        raise TypeError(f"parallel must be True or False, got {parallel!r}")
     seed = _check_seed(seed)
     if stages is None:
         wanted = set(STAGES)
@@ -260,92 +368,99 @@ def collect(
     def report(stage: str, done: int, total: int, detail: str = "") -> None:
         if progress is not None:
             progress(stage, done, total, detail)
+        if stage != "proofs" and prover is not None:
+            prover.poll()
 
     from bnproof._provenance import provenance
 
+    prover: _Prover | None = None
     timings: dict[str, float] = {}
     settings: dict[str, object] = {"quick": quick}
     seeds: dict[str, int] = {}
 
     claims: tuple[ClaimResult, ...] = ()
     if "proofs" in wanted:
-        from bnproof.symbolic import CLAIMS, prove_all
+        from bnproof.symbolic import CLAIMS
 
         n_max = N_MAX_QUICK if quick else N_MAX
-        settings["proofs"] = {"n_max": n_max}
-        start = time.perf_counter()
-        total = len(CLAIMS)
-        report("proofs", 0, total)
-        proofs = prove_all(
-            n_max=n_max,
-            progress=lambda claim_id, done, tot: report("proofs", done, tot, claim_id),
-        )
-        claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
-        timings["proofs"] = time.perf_counter() - start
+        settings["proofs"] = {"n_max": n_max, "separate_process": parallel}
+        report("proofs", 0, len(CLAIMS))
+        prover = _Prover(n_max, parallel, report)
 
-    crosscheck = None
-    if "cross-check" in wanted:
-        from bnproof.experiments.crosscheck import cross_check
+    try:
+        if prover is not None and not parallel:
+            proofs, timings["proofs"] = prover.result()
+            claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+        crosscheck = None
+        if "cross-check" in wanted:
+            from bnproof.experiments.crosscheck import cross_check
 
-        n_values = CROSSCHECK_N_QUICK if quick else CROSSCHECK_N
-        settings["cross-check"] = {"n_values": list(n_values)}
-        seeds["cross-check"] = seed
-        start = time.perf_counter()
-        report("cross-check", 0, 1)
-        crosscheck = cross_check(n_values, seed=seed)
-        report("cross-check", 1, 1)
-        timings["cross-check"] = time.perf_counter() - start
+            n_values = CROSSCHECK_N_QUICK if quick else CROSSCHECK_N
+            settings["cross-check"] = {"n_values": list(n_values)}
+            seeds["cross-check"] = seed
+            start = time.perf_counter()
+            report("cross-check", 0, 1)
+            crosscheck = cross_check(n_values, seed=seed)
+            report("cross-check", 1, 1)
+            timings["cross-check"] = time.perf_counter() - start
 
-    accuracy = None
-    if "accuracy" in wanted:
-        from bnproof.experiments.accuracy import accuracy_vs_offset
+        accuracy = None
+        if "accuracy" in wanted:
+            from bnproof.experiments.accuracy import accuracy_vs_offset
 
-        offsets = ACCURACY_OFFSETS_QUICK if quick else ACCURACY_OFFSETS
-        shape = ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE
-        settings["accuracy"] = {"offsets_over_std": list(offsets), "shape": list(shape)}
-        seeds["accuracy"] = seed
-        start = time.perf_counter()
-        report("accuracy", 0, 1)
-        accuracy = accuracy_vs_offset(list(offsets), shape=shape, std=1.0, seed=seed)
-        report("accuracy", 1, 1)
-        timings["accuracy"] = time.perf_counter() - start
+            offsets = ACCURACY_OFFSETS_QUICK if quick else ACCURACY_OFFSETS
+            shape = ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE
+            settings["accuracy"] = {"offsets_over_std": list(offsets), "shape": list(shape)}
+            seeds["accuracy"] = seed
+            start = time.perf_counter()
+            report("accuracy", 0, 1)
+            accuracy = accuracy_vs_offset(list(offsets), shape=shape, std=1.0, seed=seed)
+            report("accuracy", 1, 1)
+            timings["accuracy"] = time.perf_counter() - start
 
-    drift = None
-    if "drift" in wanted:
-        from bnproof.experiments.drift import run_drift
+        drift = None
+        if "drift" in wanted:
+            from bnproof.experiments.drift import run_drift
 
-        steps = DRIFT_STEPS_QUICK if quick else None
-        dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
-        settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps,
-                             "dtypes": list(dtypes)}
-        seeds["drift"] = seed
-        start = time.perf_counter()
-        report("drift", 0, 1)
-        drift = run_drift(
-            DRIFT_SCENARIOS,
-            steps=steps,
-            seed=seed,
-            dtypes=dtypes,
-            quick=True,
-            progress=lambda stage, done, tot: report("drift", done, tot, stage),
-        )
-        timings["drift"] = time.perf_counter() - start
+            steps = DRIFT_STEPS_QUICK if quick else None
+            dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
+            settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps,
+                                 "dtypes": list(dtypes)}
+            seeds["drift"] = seed
+            start = time.perf_counter()
+            report("drift", 0, 1)
+            drift = run_drift(
+                DRIFT_SCENARIOS,
+                steps=steps,
+                seed=seed,
+                dtypes=dtypes,
+                quick=True,
+                progress=lambda stage, done, tot: report("drift", done, tot, stage),
+            )
+            timings["drift"] = time.perf_counter() - start
 
-    figures: list[FigureData] = []
-    if "figures" in wanted and (drift is not None or accuracy is not None):
-        from bnproof import plots
+        figures: list[FigureData] = []
+        if "figures" in wanted and (drift is not None or accuracy is not None):
+            from bnproof import plots
 
-        start = time.perf_counter()
-        built = {}
-        if drift is not None:
-            built.update(plots.drift_figures(drift))
-        if accuracy is not None:
-            built["accuracy"] = plots.accuracy_figure(accuracy)
-        for done, (name, fig) in enumerate(built.items()):
-            report("figures", done, len(built), name)
-            figures.append(render_figure(fig, name, _figure_caption(name, fig)))
-        report("figures", len(built), len(built))
-        timings["figures"] = time.perf_counter() - start
+            start = time.perf_counter()
+            built = {}
+            if drift is not None:
+                built.update(plots.drift_figures(drift))
+            if accuracy is not None:
+                built["accuracy"] = plots.accuracy_figure(accuracy)
+            for done, (name, fig) in enumerate(built.items()):
+                report("figures", done, len(built), name)
+                figures.append(render_figure(fig, name, _figure_caption(name, fig)))
+            report("figures", len(built), len(built))
+            timings["figures"] = time.perf_counter() - start
+
+        if prover is not None and parallel:
+            proofs, timings["proofs"] = prover.result()
+            claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+    finally:
+        if prover is not None:
+            prover.close()
 
     return ReportData(
         claims=claims,

@@ -252,10 +252,14 @@ def _crosscheck_section(data: ReportData) -> list[Block]:
     blocks.append(text(
         "Each kernel output (y, dx, dweight, dbias) in float64 against the lambdified SymPy "
         "derivation and against a dot-product finite-difference test, at each batch size n."))
+    setup = result.get("setup")
+    if isinstance(setup, Mapping) and setup:
+        blocks.append(Para((("strong", "Setup: "), ("text", "; ".join(
+            f"{k}: {_plain_value(v)}" for k, v in setup.items())))))
     rows = result.get("rows", [])
     blocks.append(_table(
-        ("n", "quantity", "max |kernel - SymPy|", "max |finite-diff error|", "tolerance",
-         "passed"),
+        ("n", "quantity", "max |kernel - SymPy|", "max |finite-diff error|",
+         "tolerance (SymPy)", "passed"),
         [(r.get("n"), str(r.get("quantity")), r.get("max_abs_err_symbolic"),
           r.get("max_abs_err_finite_diff"), r.get("tolerance"), r.get("passed"))
          for r in rows],
