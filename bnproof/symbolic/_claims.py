@@ -188,8 +188,13 @@ def _jacobian_form(batch: Batch, idx: Mapping) -> list:
     i, j = idx["i"], idx["j"]
     n = batch.size
 
+    cache: dict = {}
+
     def jac(mod, r, k):
-        return sympy.diff(mod.xhat(r), _item(batch, x, k))
+        key = (mod.name, mod.scale, r, k)
+        if key not in cache:
+            cache[key] = sympy.diff(mod.xhat(r), _item(batch, x, k))
+        return cache[key]
 
     delta = KroneckerDelta(i, j)
     closed = (delta - sympy.S.One / n - model.xhat(i) * model.xhat(j) / n) / model.scale
