@@ -142,3 +142,28 @@ def test_failure_while_writing_keeps_the_previous_output(tmp_path, monkeypatch):
         main([*fast[:-2], "--seed", "9", "--out", str(out)])
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert _leftovers(tmp_path, "drift") == []
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    out = tmp_path / "drift"
+    assert main(["drift", "--quick", "--steps", "2", "--scenario", "bias-only",
+                 "--out", str(out)]) == 0
+    shown = "".join(terminal.text)
+    assert "\rbias-only [" in shown and shown.endswith("\n")
+    assert "12/12" in shown  # the last update reports every run done

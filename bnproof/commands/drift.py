@@ -138,6 +138,13 @@ def _summary(result: dict, out: Path, files: list[str], elapsed: float) -> list[
                 f"  lr {row['lr']:<6g} {row['norm']:>12} {row['mode']:>7} {row['dtype']}: "
                 f"{row['blew_up']}/{row['runs']}"
             )
+    precision = result.get("precision")
+    if precision:
+        lines.append("float32 output error at |mean| / std (max over outputs, float32 ulp):")
+        for row in precision["accuracy"]["rows"]:
+            err = row["max_err_ulp"]
+            lines.append(f"  {row['offset_over_std']:<8g} {row['method']:>16}: "
+                         + ("non-finite" if err is None else f"{err:.3g}"))
     return lines
 
 
