@@ -339,6 +339,13 @@ def _drift_section(data: ReportData) -> list[Block]:
         "failure), running (moving averages used during training). Normalizations: center "
         "(x - mean, as in section 2) and center-scale (batch normalization). The numbers "
         "below are what the runs measured."))
+    params = drift.get("parameters")
+    if isinstance(params, Mapping):
+        keep = ("hidden_units", "eps", "momentum", "momentum_convention", "nonlinearity", "loss",
+                "dtypes")
+        blocks.append(Para((("strong", "Parameters: "), ("text", "; ".join(
+            f"{k.replace('_', ' ')}: {_plain_value(params[k])}" for k in keep if k in params)
+            + "."))))
     bias = drift.get("bias-only")
     if isinstance(bias, Mapping):
         blocks.append(Heading(3, "Only b trains", "drift-bias-only"))
@@ -380,10 +387,11 @@ def _drift_section(data: ReportData) -> list[Block]:
     if isinstance(train, Mapping):
         blocks.append(Heading(3, "Every parameter trains", "drift-train-all"))
         setup = train.get("setup", {})
-        for key in ("network", "optimizer", "init"):
+        for key in ("network", "optimizer", "init", "digits_inputs", "synthetic_inputs",
+                    "evaluation"):
             if key in setup:
-                blocks.append(Para((("strong", f"{key.capitalize()}: "),
-                                    ("text", str(setup[key])))))
+                label = key.replace("_", " ").capitalize()
+                blocks.append(Para((("strong", f"{label}: "), ("text", str(setup[key])))))
         outcomes = setup.get("outcomes")
         if isinstance(outcomes, Mapping):
             blocks.append(ItemList(tuple(
@@ -409,12 +417,14 @@ def _drift_section(data: ReportData) -> list[Block]:
                 rows.append((row.get("mode"), row.get("norm"), row.get("dtype"), row.get("lr"),
                              row.get("runs"), oc.get("trained"), oc.get("rebounded"),
                              oc.get("rose-above-start"), oc.get("non-finite"),
-                             row.get("final_loss_nats_median")))
+                             row.get("blew_up"), row.get("final_loss_nats_median"),
+                             row.get("final_b_norm_median")))
             blocks.append(_table(
                 ("mode", "norm", "dtype", "lr", "runs", "trained", "rebounded",
-                 "rose above start", "non-finite", "median final loss"),
+                 "rose above start", "non-finite", "blew up", "median final loss",
+                 "median final |b|"),
                 rows, "Sweep over learning rate and seed: how many runs blew up",
-                numeric=(False, False, False) + (True,) * 7))
+                numeric=(False, False, False) + (True,) * 9))
     blocks.extend(Figure(f) for f in data.figures if f.name != "accuracy")
     return blocks
 
