@@ -165,5 +165,5 @@ def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
     assert main(["drift", "--quick", "--steps", "2", "--scenario", "bias-only",
                  "--out", str(out)]) == 0
     shown = "".join(terminal.text)
-    assert "\rbias-only [" in shown and shown.endswith("\n")
+    assert "\r bias-only [" in shown and shown.endswith("\n")
     assert "12/12" in shown  # the last update reports every run done
