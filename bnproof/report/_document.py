@@ -159,14 +159,13 @@ def _question_section(data: ReportData) -> list[Block]:
         result = by_id.get(cid)
         if result is None:
             continue
-        last = next((s.expr for s in reversed(result.proof.steps) if s.expr is not None), None)
         item: list[Block] = [
             Para((("strong", f"{label}: "), ("text", result.claim.statement + " "),
                   ("text", f"Verdict: {result.proof.verdict}"),
                   ("text", " (see "), ("code", cid), ("text", ")."))),
         ]
-        if last is not None:
-            item.append(Math(last))
+        if result.claim.latex:
+            item.append(Math(None, result.claim.latex))
         evidence.append(tuple(item))
     if evidence:
         blocks.append(text("What the proofs below establish:"))

@@ -174,6 +174,8 @@ _PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{amsmath,amssymb}
 \usepackage{graphicx}
 \setlength{\parindent}{0pt}
+% Long identifiers (claim ids, module names) may stretch a line rather than overflow it.
+\sloppy
 \setlength{\parskip}{0.5\baselineskip}
 \setcounter{MaxMatrixCols}{20}
 % Scale a box down to the line width only when it is wider (long formulas, wide tables).
