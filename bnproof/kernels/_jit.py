@@ -9,23 +9,33 @@ rows x channels ``(R, C)``
     the slots are merged in row-block order.
 channels-first ``(A, C, B)``
     ``(N, C, *spatial)``: channel ``c`` is ``A`` contiguous runs of ``B``
-    values. Each channel is cut into blocks of about :data:`BLOCK` values
-    (whole runs, or pieces of one run when runs are long); block partials
-    are merged in block order. With at least :data:`FUSED_MIN_CHANNELS`
+    values. Each channel is cut into *units* of about :data:`UNIT` values
+    (whole runs, or pieces of one run when runs are long), small enough
+    that a unit's second pass reads from the L1 cache; unit results are
+    merged in unit order. With at least :data:`FUSED_MIN_CHANNELS`
     channels, one thread handles one channel at a time, statistics and then
     output, so the channel's slice is still in cache for the second pass.
 
-Block and tile sizes depend on the shape only, never on the number of
+Unit and tile sizes depend on the shape only, never on the number of
 threads, and merges run in a fixed order: results are bit-identical for any
 thread count.
+
+Inner loops index with unsigned integers (``_u``): Numba then knows the
+index is not negative, skips its wrap-around check, and LLVM vectorizes the
+loop (with signed loop bounds other than ``range(n)`` the loops ran about
+four times slower).
 
 Notes
 -----
 Ioffe & Szegedy (2015), Algorithm 1 and the backward pass of section 3.
-Block statistics use a two-pass algorithm shifted by the block's first value
-``K``: ``mu_b = K + sum(x - K) / n_b``, ``m2_b = sum((x - mu_b)^2)``, all in
-float64. A constant block gives ``mu_b = K`` and ``m2_b = 0`` exactly. Blocks
-merge with Chan, Golub & LeVeque's rule.
+Unit statistics use a two-pass algorithm on ``x - K``, where the shift ``K``
+is the channel's first value: ``d_u = sum(x - K) / n_u``, ``m2_u = sum((x -
+K - d_u)^2)``, all in float64. Units merge with Chan, Golub & LeVeque's rule
+on ``d_u``, and ``mu = K + d``. Because every unit of a channel shares ``K``,
+the merged quantities are of the size of the spread, not of the mean: the
+merge does not lose accuracy when ``|mu| >> std`` (float32 inputs make ``x -
+K`` exact in float64). A constant channel gives ``mu = K`` and ``m2 = 0``
+exactly.
 """
 
 from __future__ import annotations
@@ -35,21 +45,32 @@ from numba import prange
 
 from ._config import jit
 
-#: Values per statistics block (64 KiB of float32): a block is read twice,
-#: the second time from the core's L2 cache.
-BLOCK = 16384
+#: Values per statistics unit: 16 KiB of float32 or 32 KiB of float64, so the
+#: second pass over a unit reads from the L1 cache.
+UNIT = 4096
 
-#: Channels per tile in the rows x channels layout (SIMD lanes, L1 accumulators).
+#: Channels per tile in the rows x channels layout (SIMD lanes, accumulators
+#: in L1).
 CHANNEL_TILE = 256
 
 #: Channels-first inputs with at least this many channels run statistics and
 #: output of one channel on one thread (cache-resident second pass); fewer
-#: channels are split into blocks so that every thread has work.
+#: channels are split into units so that every thread has work.
 FUSED_MIN_CHANNELS = 16
+
+#: One-pass statistics about the shift ``K`` are kept for a channel when
+#: ``m2 = S2 - S1^2 / n > ONE_PASS_MIN_RATIO * S2``; otherwise (``|mu - K|``
+#: above about 32 standard deviations, a constant channel, NaN) the channel is
+#: recomputed with two passes. Rounding errors of the sums are relative to
+#: ``S2``, so the accepted ``m2`` keeps at least ~43 of float64's 53 bits,
+#: far more than float32 outputs need and within 1e-13 for float64.
+ONE_PASS_MIN_RATIO = 2.0**-10
+
+_u = np.uint64
 
 
 # --------------------------------------------------------------------------- #
-# helpers (inlined into the parallel kernels)
+# helpers (called from the parallel kernels)
 # --------------------------------------------------------------------------- #
 
 
@@ -57,49 +78,52 @@ FUSED_MIN_CHANNELS = 16
 def _rc_tiling(rows, channels):
     """Tile sizes and counts for an ``(R, C)`` array: ``(rb, cb, n_rb, n_cb)``."""
     cb = min(channels, CHANNEL_TILE)
-    rb = max(1, BLOCK // cb)
+    rb = max(1, UNIT // cb)
     return rb, cb, (rows + rb - 1) // rb, (channels + cb - 1) // cb
 
 
 @jit()
-def _ncm_blocking(a_len, b_len):
-    """Blocks of one channel of ``(A, C, B)``: ``(runs per block, pieces per run, n_blocks)``.
+def _ncm_units(a_len, b_len):
+    """Units of one channel of ``(A, C, B)``: ``(runs per unit, pieces per run, n_units)``.
 
-    Short runs (``B < BLOCK``) are grouped ``BLOCK // B`` per block; long runs
-    are cut into ``ceil(B / BLOCK)`` pieces, one block each.
+    Short runs (``B < UNIT``) are grouped ``UNIT // B`` per unit; long runs
+    are cut into ``ceil(B / UNIT)`` pieces, one unit each.
     """
-    if b_len >= BLOCK:
-        pieces = (b_len + BLOCK - 1) // BLOCK
+    if b_len >= UNIT:
+        pieces = (b_len + UNIT - 1) // UNIT
         return 1, pieces, a_len * pieces
-    runs = BLOCK // b_len
+    runs = UNIT // b_len
     return runs, 1, (a_len + runs - 1) // runs
 
 
 @jit()
-def _ncm_block_bounds(k, a_len, b_len, runs, pieces):
-    """Index ranges ``(a0, a1, b0, b1)`` of block ``k`` of a channel."""
+def _ncm_unit_bounds(k, a_len, b_len, runs, pieces):
+    """Index ranges ``(a0, a1, b0, b1)`` of unit ``k`` of a channel."""
     if pieces > 1:
         a0 = k // pieces
-        b0 = (k % pieces) * BLOCK
-        return a0, a0 + 1, b0, min(b_len, b0 + BLOCK)
+        b0 = (k % pieces) * UNIT
+        return a0, a0 + 1, b0, min(b_len, b0 + UNIT)
     a0 = k * runs
     return a0, min(a_len, a0 + runs), 0, b_len
 
 
 @jit()
-def _ncm_block_moments(x, c, a0, a1, b0, b1):
-    """Shifted two-pass ``(n, mu, m2)`` of ``x[a0:a1, c, b0:b1]`` in float64."""
-    shift = np.float64(x[a0, c, b0])
+def _ncm_unit_moments(x, c, shift, a0, a1, b0, b1):
+    """Two-pass ``(n, mu - shift, m2)`` of ``x[a0:a1, c, b0:b1]`` in float64."""
+    cu = _u(c)
+    nb = b1 - b0
     s = 0.0
     for a in range(a0, a1):
-        for j in range(b0, b1):
-            s += np.float64(x[a, c, j]) - shift
-    n = (a1 - a0) * (b1 - b0)
-    mu = shift + s / n
+        au = _u(a)
+        for jj in range(nb):
+            s += np.float64(x[au, cu, _u(b0 + jj)]) - shift
+    n = (a1 - a0) * nb
+    mu = s / n
     m2 = 0.0
     for a in range(a0, a1):
-        for j in range(b0, b1):
-            d = np.float64(x[a, c, j]) - mu
+        au = _u(a)
+        for jj in range(nb):
+            d = (np.float64(x[au, cu, _u(b0 + jj)]) - shift) - mu
             m2 += d * d
     return n, mu, m2
 
@@ -114,42 +138,115 @@ def _chan_merge(n_a, mu_a, m2_a, n_b, mu_b, m2_b):
 
 
 @jit()
-def _ncm_channel_moments(x, c, runs, pieces, n_blocks):
-    """Moments of channel ``c`` of ``(A, C, B)``, blocks merged in order."""
+def _ncm_channel_moments(x, c, runs, pieces, n_units):
+    """Moments of channel ``c`` of ``(A, C, B)``, units merged in order."""
     a_len, _, b_len = x.shape
-    a0, a1, b0, b1 = _ncm_block_bounds(0, a_len, b_len, runs, pieces)
-    n, mu, m2 = _ncm_block_moments(x, c, a0, a1, b0, b1)
-    for k in range(1, n_blocks):
-        a0, a1, b0, b1 = _ncm_block_bounds(k, a_len, b_len, runs, pieces)
-        n_b, mu_b, m2_b = _ncm_block_moments(x, c, a0, a1, b0, b1)
+    shift = np.float64(x[0, _u(c), 0])
+    a0, a1, b0, b1 = _ncm_unit_bounds(0, a_len, b_len, runs, pieces)
+    n, mu, m2 = _ncm_unit_moments(x, c, shift, a0, a1, b0, b1)
+    for k in range(1, n_units):
+        a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
+        n_b, mu_b, m2_b = _ncm_unit_moments(x, c, shift, a0, a1, b0, b1)
         n, mu, m2 = _chan_merge(n, mu, m2, n_b, mu_b, m2_b)
-    return mu, m2
+    return shift + mu, m2
 
 
 @jit()
-def _ncm_block_sums(dy, x, c, mu, a0, a1, b0, b1):
-    """``sum(dy)`` and ``sum(dy * (x - mu))`` over one block, float64."""
+def _ncm_unit_power_sums(x, c, shift, a0, a1, b0, b1):
+    """``sum(x - K)`` and ``sum((x - K)^2)`` over one unit in float64, one pass."""
+    cu = _u(c)
+    nb = b1 - b0
+    s1 = 0.0
+    s2 = 0.0
+    for a in range(a0, a1):
+        au = _u(a)
+        for jj in range(nb):
+            d = np.float64(x[au, cu, _u(b0 + jj)]) - shift
+            s1 += d
+            s2 += d * d
+    return s1, s2
+
+
+@jit()
+def _one_pass_ok(s1, s2, n):
+    """Return ``(accepted, mu - K, m2)`` from the power sums (see ONE_PASS_MIN_RATIO)."""
+    d = s1 / n
+    m2 = s2 - s1 * d
+    return m2 > ONE_PASS_MIN_RATIO * s2, d, m2
+
+
+@jit()
+def _ncm_channel_stats(x, c, runs, pieces, n_units):
+    """``(mu, m2)`` of channel ``c``: one pass about ``K``, two if that cancels."""
+    a_len, _, b_len = x.shape
+    shift = np.float64(x[0, _u(c), 0])
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(n_units):
+        a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
+        p1, p2 = _ncm_unit_power_sums(x, c, shift, a0, a1, b0, b1)
+        s1 += p1
+        s2 += p2
+    ok, d, m2 = _one_pass_ok(s1, s2, a_len * b_len)
+    if ok:
+        return shift + d, m2
+    return _ncm_channel_moments(x, c, runs, pieces, n_units)
+
+
+@jit()
+def _ncm_unit_sums(dy, x, c, mu, a0, a1, b0, b1):
+    """``sum(dy)`` and ``sum(dy * (x - mu))`` over one unit, float64."""
+    cu = _u(c)
+    nb = b1 - b0
     s_dy = 0.0
     s_dyx = 0.0
     for a in range(a0, a1):
-        for j in range(b0, b1):
-            g = np.float64(dy[a, c, j])
+        au = _u(a)
+        for jj in range(nb):
+            j = _u(b0 + jj)
+            g = np.float64(dy[au, cu, j])
             s_dy += g
-            s_dyx += g * (np.float64(x[a, c, j]) - mu)
+            s_dyx += g * (np.float64(x[au, cu, j]) - mu)
     return s_dy, s_dyx
 
 
 @jit()
-def _ncm_channel_sums(dy, x, c, mu, runs, pieces, n_blocks):
+def _ncm_channel_sums(dy, x, c, mu, runs, pieces, n_units):
+    """``sum(dy)`` and ``sum(dy * (x - mu))`` of channel ``c``, units added in order."""
     a_len, _, b_len = x.shape
     s_dy = 0.0
     s_dyx = 0.0
-    for k in range(n_blocks):
-        a0, a1, b0, b1 = _ncm_block_bounds(k, a_len, b_len, runs, pieces)
-        p_dy, p_dyx = _ncm_block_sums(dy, x, c, mu, a0, a1, b0, b1)
+    for k in range(n_units):
+        a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
+        p_dy, p_dyx = _ncm_unit_sums(dy, x, c, mu, a0, a1, b0, b1)
         s_dy += p_dy
         s_dyx += p_dyx
     return s_dy, s_dyx
+
+
+@jit()
+def _ncm_channel_normalize(x, c, mu, scale, beta, out):
+    """``out[:, c] = (x[:, c] - mu) * scale + beta``, float64 then rounded once."""
+    a_len, _, b_len = x.shape
+    cu = _u(c)
+    for a in range(a_len):
+        au = _u(a)
+        for j in range(b_len):
+            ju = _u(j)
+            out[au, cu, ju] = (np.float64(x[au, cu, ju]) - mu) * scale + beta
+
+
+@jit()
+def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out):
+    """``out[:, c] = scale (dy - mean_dy - (x - mu) k)``, float64 then rounded once."""
+    a_len, _, b_len = x.shape
+    cu = _u(c)
+    for a in range(a_len):
+        au = _u(a)
+        for j in range(b_len):
+            ju = _u(j)
+            xm = np.float64(x[au, cu, ju]) - mu
+            out[au, cu, ju] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
 
 
 # --------------------------------------------------------------------------- #
@@ -159,45 +256,117 @@ def _ncm_channel_sums(dy, x, c, mu, runs, pieces, n_blocks):
 
 @jit(parallel=True)
 def moments_rc(x):
-    """Per-channel ``(mu, m2)`` of an ``(R, C)`` array."""
+    """Per-channel ``(mu, m2)`` of an ``(R, C)`` array: one pass, two where it cancels."""
+    rows, channels = x.shape
+    rb, cb, n_rb, n_cb = _rc_tiling(rows, channels)
+    part_s1 = np.empty((n_rb, channels))
+    part_s2 = np.empty((n_rb, channels))
+    for t in prange(n_rb * n_cb):
+        i = t // n_cb
+        iu = _u(i)
+        r0 = i * rb
+        r1 = min(rows, r0 + rb)
+        c0 = (t % n_cb) * cb
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            part_s1[iu, _u(c0 + cc)] = 0.0
+            part_s2[iu, _u(c0 + cc)] = 0.0
+        for r in range(r0, r1):
+            ru = _u(r)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                d = np.float64(x[ru, q]) - np.float64(x[0, q])
+                part_s1[iu, q] += d
+                part_s2[iu, q] += d * d
+    mu = np.empty(channels)
+    m2 = np.empty(channels)
+    ok = np.empty(channels, dtype=np.bool_)
+    for tc in prange(n_cb):
+        c0 = tc * cb
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            mu[q] = part_s1[0, q]
+            m2[q] = part_s2[0, q]
+        for i in range(1, n_rb):
+            iu = _u(i)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                mu[q] += part_s1[iu, q]
+                m2[q] += part_s2[iu, q]
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            accepted, d, s2 = _one_pass_ok(mu[q], m2[q], rows)
+            ok[q] = accepted
+            mu[q] = np.float64(x[0, q]) + d
+            m2[q] = s2
+    if not ok.all():
+        mu2, m22 = _moments_rc_two_pass(x)
+        for c in range(channels):
+            if not ok[c]:
+                mu[c] = mu2[c]
+                m2[c] = m22[c]
+    return mu, m2
+
+
+@jit(parallel=True)
+def _moments_rc_two_pass(x):
+    """Per-channel ``(mu, m2)`` of an ``(R, C)`` array, two passes per tile."""
     rows, channels = x.shape
     rb, cb, n_rb, n_cb = _rc_tiling(rows, channels)
     part_mu = np.empty((n_rb, channels))
     part_m2 = np.empty((n_rb, channels))
     for t in prange(n_rb * n_cb):
         i = t // n_cb
+        iu = _u(i)
         r0 = i * rb
         r1 = min(rows, r0 + rb)
         c0 = (t % n_cb) * cb
-        c1 = min(channels, c0 + cb)
-        pm = part_mu[i]
-        pm2 = part_m2[i]
-        for c in range(c0, c1):
-            pm[c] = 0.0
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            part_mu[iu, _u(c0 + cc)] = 0.0
+            part_m2[iu, _u(c0 + cc)] = 0.0
         for r in range(r0, r1):
-            for c in range(c0, c1):
-                pm[c] += np.float64(x[r, c]) - np.float64(x[r0, c])
+            ru = _u(r)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                part_mu[iu, q] += np.float64(x[ru, q]) - np.float64(x[0, q])
         inv_n = 1.0 / (r1 - r0)
-        for c in range(c0, c1):
-            pm[c] = np.float64(x[r0, c]) + pm[c] * inv_n
-            pm2[c] = 0.0
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            part_mu[iu, q] *= inv_n
         for r in range(r0, r1):
-            for c in range(c0, c1):
-                d = np.float64(x[r, c]) - pm[c]
-                pm2[c] += d * d
-    mu = part_mu[0].copy()
-    m2 = part_m2[0].copy()
-    n_a = min(rows, rb)
-    for i in range(1, n_rb):
-        n_b = min(rows, (i + 1) * rb) - i * rb
-        n = n_a + n_b
-        w = n_b / n
-        w2 = n_a * w
-        for c in range(channels):
-            d = part_mu[i, c] - mu[c]
-            mu[c] += d * w
-            m2[c] += part_m2[i, c] + d * d * w2
-        n_a = n
+            ru = _u(r)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                d = (np.float64(x[ru, q]) - np.float64(x[0, q])) - part_mu[iu, q]
+                part_m2[iu, q] += d * d
+    mu = np.empty(channels)
+    m2 = np.empty(channels)
+    # merge the row blocks in order, in parallel over channel tiles
+    for tc in prange(n_cb):
+        c0 = tc * cb
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            mu[q] = part_mu[0, q]
+            m2[q] = part_m2[0, q]
+        n_a = min(rows, rb)
+        for i in range(1, n_rb):
+            iu = _u(i)
+            n_b = min(rows, (i + 1) * rb) - i * rb
+            n = n_a + n_b
+            w = n_b / n
+            w2 = n_a * w
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                d = part_mu[iu, q] - mu[q]
+                mu[q] += d * w
+                m2[q] += part_m2[iu, q] + d * d * w2
+            n_a = n
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            mu[q] += np.float64(x[0, q])
     return mu, m2
 
 
@@ -205,15 +374,15 @@ def moments_rc(x):
 def normalize_rc(x, mu, scale, beta, out):
     """``out = (x - mu) * scale + beta`` per channel, float64 then rounded once."""
     rows, channels = x.shape
-    rb, cb, n_rb, n_cb = _rc_tiling(rows, channels)
-    for t in prange(n_rb * n_cb):
-        r0 = (t // n_cb) * rb
+    rb, _, n_rb, _ = _rc_tiling(rows, channels)
+    for i in prange(n_rb):
+        r0 = i * rb
         r1 = min(rows, r0 + rb)
-        c0 = (t % n_cb) * cb
-        c1 = min(channels, c0 + cb)
         for r in range(r0, r1):
-            for c in range(c0, c1):
-                out[r, c] = (np.float64(x[r, c]) - mu[c]) * scale[c] + beta[c]
+            ru = _u(r)
+            for c in range(channels):
+                q = _u(c)
+                out[ru, q] = (np.float64(x[ru, q]) - mu[q]) * scale[q] + beta[q]
 
 
 @jit(parallel=True)
@@ -225,26 +394,36 @@ def backward_sums_rc(dy, x, mu):
     part_dyx = np.empty((n_rb, channels))
     for t in prange(n_rb * n_cb):
         i = t // n_cb
+        iu = _u(i)
         r0 = i * rb
         r1 = min(rows, r0 + rb)
         c0 = (t % n_cb) * cb
-        c1 = min(channels, c0 + cb)
-        p1 = part_dy[i]
-        p2 = part_dyx[i]
-        for c in range(c0, c1):
-            p1[c] = 0.0
-            p2[c] = 0.0
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            part_dy[iu, _u(c0 + cc)] = 0.0
+            part_dyx[iu, _u(c0 + cc)] = 0.0
         for r in range(r0, r1):
-            for c in range(c0, c1):
-                g = np.float64(dy[r, c])
-                p1[c] += g
-                p2[c] += g * (np.float64(x[r, c]) - mu[c])
-    s_dy = part_dy[0].copy()
-    s_dyx = part_dyx[0].copy()
-    for i in range(1, n_rb):
-        for c in range(channels):
-            s_dy[c] += part_dy[i, c]
-            s_dyx[c] += part_dyx[i, c]
+            ru = _u(r)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                g = np.float64(dy[ru, q])
+                part_dy[iu, q] += g
+                part_dyx[iu, q] += g * (np.float64(x[ru, q]) - mu[q])
+    s_dy = np.empty(channels)
+    s_dyx = np.empty(channels)
+    for tc in prange(n_cb):
+        c0 = tc * cb
+        nc = min(channels, c0 + cb) - c0
+        for cc in range(nc):
+            q = _u(c0 + cc)
+            s_dy[q] = part_dy[0, q]
+            s_dyx[q] = part_dyx[0, q]
+        for i in range(1, n_rb):
+            iu = _u(i)
+            for cc in range(nc):
+                q = _u(c0 + cc)
+                s_dy[q] += part_dy[iu, q]
+                s_dyx[q] += part_dyx[iu, q]
     return s_dy, s_dyx
 
 
@@ -252,17 +431,16 @@ def backward_sums_rc(dy, x, mu):
 def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out):
     """``out = scale (dy - mean_dy - (x - mu) k)`` per channel."""
     rows, channels = x.shape
-    rb, cb, n_rb, n_cb = _rc_tiling(rows, channels)
-    for t in prange(n_rb * n_cb):
-        r0 = (t // n_cb) * rb
+    rb, _, n_rb, _ = _rc_tiling(rows, channels)
+    for i in prange(n_rb):
+        r0 = i * rb
         r1 = min(rows, r0 + rb)
-        c0 = (t % n_cb) * cb
-        c1 = min(channels, c0 + cb)
         for r in range(r0, r1):
-            for c in range(c0, c1):
-                out[r, c] = scale[c] * (
-                    np.float64(dy[r, c]) - mean_dy[c] - (np.float64(x[r, c]) - mu[c]) * k[c]
-                )
+            ru = _u(r)
+            for c in range(channels):
+                q = _u(c)
+                xm = np.float64(x[ru, q]) - mu[q]
+                out[ru, q] = scale[q] * (np.float64(dy[ru, q]) - mean_dy[q] - xm * k[q])
 
 
 # --------------------------------------------------------------------------- #
@@ -272,30 +450,36 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out):
 
 @jit(parallel=True)
 def moments_ncm(x):
-    """Per-channel ``(mu, m2)`` of an ``(A, C, B)`` array, parallel over blocks."""
+    """Per-channel ``(mu, m2)`` of an ``(A, C, B)`` array, parallel over units.
+
+    The same arithmetic in the same order as ``_ncm_channel_stats``, so both
+    give bit-identical results.
+    """
     a_len, channels, b_len = x.shape
-    runs, pieces, n_blocks = _ncm_blocking(a_len, b_len)
-    part_n = np.empty((channels, n_blocks), dtype=np.int64)
-    part_mu = np.empty((channels, n_blocks))
-    part_m2 = np.empty((channels, n_blocks))
-    for t in prange(channels * n_blocks):
-        c = t // n_blocks
-        k = t % n_blocks
-        a0, a1, b0, b1 = _ncm_block_bounds(k, a_len, b_len, runs, pieces)
-        n, m, s2 = _ncm_block_moments(x, c, a0, a1, b0, b1)
-        part_n[c, k] = n
-        part_mu[c, k] = m
-        part_m2[c, k] = s2
+    runs, pieces, n_units = _ncm_units(a_len, b_len)
+    part_s1 = np.empty((channels, n_units))
+    part_s2 = np.empty((channels, n_units))
+    for t in prange(channels * n_units):
+        c = t // n_units
+        k = t % n_units
+        a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
+        p1, p2 = _ncm_unit_power_sums(x, c, np.float64(x[0, _u(c), 0]), a0, a1, b0, b1)
+        part_s1[c, k] = p1
+        part_s2[c, k] = p2
     mu = np.empty(channels)
     m2 = np.empty(channels)
     for c in prange(channels):
-        n = part_n[c, 0]
-        m = part_mu[c, 0]
-        s2 = part_m2[c, 0]
-        for k in range(1, n_blocks):
-            n, m, s2 = _chan_merge(n, m, s2, part_n[c, k], part_mu[c, k], part_m2[c, k])
-        mu[c] = m
-        m2[c] = s2
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(n_units):
+            s1 += part_s1[c, k]
+            s2 += part_s2[c, k]
+        ok, d, q = _one_pass_ok(s1, s2, a_len * b_len)
+        if ok:
+            mu[c] = np.float64(x[0, _u(c), 0]) + d
+            m2[c] = q
+        else:
+            mu[c], m2[c] = _ncm_channel_moments(x, c, runs, pieces, n_units)
     return mu, m2
 
 
@@ -303,56 +487,53 @@ def moments_ncm(x):
 def normalize_ncm(x, mu, scale, beta, out):
     """``out = (x - mu) * scale + beta`` per channel of ``(A, C, B)`` arrays."""
     a_len, channels, b_len = x.shape
-    pieces = (b_len + BLOCK - 1) // BLOCK
+    pieces = (b_len + UNIT - 1) // UNIT
     for t in prange(a_len * channels * pieces):
         p = t % pieces
         ac = t // pieces
-        c = ac % channels
-        a = ac // channels
-        b0 = p * BLOCK
-        b1 = min(b_len, b0 + BLOCK)
-        m = mu[c]
-        s = scale[c]
-        sh = beta[c]
-        for j in range(b0, b1):
-            out[a, c, j] = (np.float64(x[a, c, j]) - m) * s + sh
+        cu = _u(ac % channels)
+        au = _u(ac // channels)
+        b0 = p * UNIT
+        nb = min(b_len, b0 + UNIT) - b0
+        m = mu[cu]
+        s = scale[cu]
+        sh = beta[cu]
+        for jj in range(nb):
+            j = _u(b0 + jj)
+            out[au, cu, j] = (np.float64(x[au, cu, j]) - m) * s + sh
 
 
 @jit(parallel=True)
 def forward_ncm_fused(x, gamma, beta, eps, out):
     """Training forward, one channel per thread at a time: ``(mu, m2, invstd)``."""
     a_len, channels, b_len = x.shape
-    runs, pieces, n_blocks = _ncm_blocking(a_len, b_len)
+    runs, pieces, n_units = _ncm_units(a_len, b_len)
     count = a_len * b_len
     mu = np.empty(channels)
     m2 = np.empty(channels)
     invstd = np.empty(channels)
     for c in prange(channels):
-        m, s2 = _ncm_channel_moments(x, c, runs, pieces, n_blocks)
+        m, s2 = _ncm_channel_stats(x, c, runs, pieces, n_units)
         inv = 1.0 / np.sqrt(s2 / count + eps)
         mu[c] = m
         m2[c] = s2
         invstd[c] = inv
-        s = gamma[c] * inv
-        sh = beta[c]
-        for a in range(a_len):
-            for j in range(b_len):
-                out[a, c, j] = (np.float64(x[a, c, j]) - m) * s + sh
+        _ncm_channel_normalize(x, c, m, gamma[c] * inv, beta[c], out)
     return mu, m2, invstd
 
 
 @jit(parallel=True)
 def backward_sums_ncm(dy, x, mu):
-    """Per-channel ``sum(dy)`` and ``sum(dy (x - mu))``, parallel over blocks."""
+    """Per-channel ``sum(dy)`` and ``sum(dy (x - mu))``, parallel over units."""
     a_len, channels, b_len = x.shape
-    runs, pieces, n_blocks = _ncm_blocking(a_len, b_len)
-    part_dy = np.empty((channels, n_blocks))
-    part_dyx = np.empty((channels, n_blocks))
-    for t in prange(channels * n_blocks):
-        c = t // n_blocks
-        k = t % n_blocks
-        a0, a1, b0, b1 = _ncm_block_bounds(k, a_len, b_len, runs, pieces)
-        p1, p2 = _ncm_block_sums(dy, x, c, mu[c], a0, a1, b0, b1)
+    runs, pieces, n_units = _ncm_units(a_len, b_len)
+    part_dy = np.empty((channels, n_units))
+    part_dyx = np.empty((channels, n_units))
+    for t in prange(channels * n_units):
+        c = t // n_units
+        k = t % n_units
+        a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
+        p1, p2 = _ncm_unit_sums(dy, x, c, mu[c], a0, a1, b0, b1)
         part_dy[c, k] = p1
         part_dyx[c, k] = p2
     s_dy = np.empty(channels)
@@ -360,7 +541,7 @@ def backward_sums_ncm(dy, x, mu):
     for c in prange(channels):
         s1 = 0.0
         s2 = 0.0
-        for k in range(n_blocks):
+        for k in range(n_units):
             s1 += part_dy[c, k]
             s2 += part_dyx[c, k]
         s_dy[c] = s1
@@ -372,43 +553,39 @@ def backward_sums_ncm(dy, x, mu):
 def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out):
     """``out = scale (dy - mean_dy - (x - mu) k)`` per channel of ``(A, C, B)``."""
     a_len, channels, b_len = x.shape
-    pieces = (b_len + BLOCK - 1) // BLOCK
+    pieces = (b_len + UNIT - 1) // UNIT
     for t in prange(a_len * channels * pieces):
         p = t % pieces
         ac = t // pieces
-        c = ac % channels
-        a = ac // channels
-        b0 = p * BLOCK
-        b1 = min(b_len, b0 + BLOCK)
-        m = mu[c]
-        s = scale[c]
-        md = mean_dy[c]
-        kc = k[c]
-        for j in range(b0, b1):
-            out[a, c, j] = s * (np.float64(dy[a, c, j]) - md - (np.float64(x[a, c, j]) - m) * kc)
+        cu = _u(ac % channels)
+        au = _u(ac // channels)
+        b0 = p * UNIT
+        nb = min(b_len, b0 + UNIT) - b0
+        m = mu[cu]
+        s = scale[cu]
+        md = mean_dy[cu]
+        kc = k[cu]
+        for jj in range(nb):
+            j = _u(b0 + jj)
+            xm = np.float64(x[au, cu, j]) - m
+            out[au, cu, j] = s * (np.float64(dy[au, cu, j]) - md - xm * kc)
 
 
 @jit(parallel=True)
 def backward_ncm_fused(dy, x, mu, invstd, gamma, out):
     """Training backward, one channel per thread at a time: ``(sum_dy, sum_dy_xmu)``."""
     a_len, channels, b_len = x.shape
-    runs, pieces, n_blocks = _ncm_blocking(a_len, b_len)
+    runs, pieces, n_units = _ncm_units(a_len, b_len)
     count = a_len * b_len
     s_dy = np.empty(channels)
     s_dyx = np.empty(channels)
     for c in prange(channels):
         m = mu[c]
-        p1, p2 = _ncm_channel_sums(dy, x, c, m, runs, pieces, n_blocks)
+        p1, p2 = _ncm_channel_sums(dy, x, c, m, runs, pieces, n_units)
         s_dy[c] = p1
         s_dyx[c] = p2
         inv = invstd[c]
-        s = gamma[c] * inv
-        md = p1 / count
-        kc = inv * inv * p2 / count
-        for a in range(a_len):
-            for j in range(b_len):
-                xm = np.float64(x[a, c, j]) - m
-                out[a, c, j] = s * (np.float64(dy[a, c, j]) - md - xm * kc)
+        _ncm_channel_dx(dy, x, c, m, gamma[c] * inv, p1 / count, inv * inv * p2 / count, out)
     return s_dy, s_dyx
 
 
