@@ -6,6 +6,7 @@ with the package.
 """
 
 import inspect
+import math
 import subprocess
 import sys
 import threading
@@ -285,6 +286,31 @@ def test_variance_is_never_negative_at_large_offsets(rng):
         assert np.all(m.m2 > 0)
         ref = naive_forward(x, None, None, 1e-5, 1)[2]
         np.testing.assert_allclose(m.var, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("shape", "axis"), [((5000, 3), 1), ((40, 20, 300), 1), ((3, 4, 9000), 1)])
+def test_outlier_first_value_keeps_full_accuracy(rng, shape, axis, dtype):
+    # statistics are taken about each channel's first value K; when K is an
+    # outlier (|K - mu| >> std) the one-pass sums cancel and the kernels must
+    # fall back to two passes
+    x = rng.standard_normal(shape).astype(dtype)
+    xm = np.moveaxis(x, axis, -1)
+    first = (0,) * (xm.ndim - 1)
+    xm[first] = 5e3  # K for every channel
+    xm[..., 1] += 1e4  # one channel with a large offset as well
+    # exactly rounded mean (math.fsum), then the mean squared deviation
+    cols = np.moveaxis(x.astype(np.float64), axis, -1).reshape(-1, shape[axis])
+    mu = np.array([math.fsum(col) / col.size for col in cols.T])
+    var = np.array([math.fsum((c - m) ** 2) / c.size for c, m in zip(cols.T, mu, strict=True)])
+    # above the one-pass threshold (2**10) by a margin
+    assert np.all((cols[0] - mu) ** 2 / var > 2048)
+    m = batch_norm_moments(x, channel_axis=axis)
+    np.testing.assert_allclose(m.mean, mu, rtol=0, atol=4 * np.finfo(np.float64).eps * 1.5e4)
+    np.testing.assert_allclose(m.var, var, rtol=1e-12)
+    y, mean, invstd = batch_norm_forward(x, channel_axis=axis)
+    np.testing.assert_array_equal(mean, m.mean)
+    assert_close(y, naive_forward(x, None, None, 1e-5, axis)[0], dtype)
 
 
 def test_float32_near_max_does_not_overflow():
