@@ -13,6 +13,11 @@ repeats (the least disturbed run on a shared machine):
 
 ``bnproof``
     :func:`bnproof.kernels.batch_norm_forward` / ``batch_norm_backward``.
+``bnproof-prealloc``
+    The same jitted kernels writing into an output allocated once (not a
+    public entry point): the difference to ``bnproof`` is what allocating a
+    fresh output costs (for tensors above glibc's 32 MiB mmap threshold,
+    every call gets new pages that the kernel zero-fills on first touch).
 ``numpy``
     The float64-accumulating NumPy reference of the same algorithm
     (:mod:`bnproof.kernels._reference`).
@@ -101,6 +106,11 @@ def _copy_time(x: np.ndarray, repeats: int) -> float:
     return _min_time(lambda: np.copyto(dst, x), repeats)
 
 
+def _fresh_copy_time(x: np.ndarray, repeats: int) -> float:
+    """Time a copy into a newly allocated array (what any function returning y pays)."""
+    return _min_time(x.copy, repeats)
+
+
 def _bnproof_ops(x, dy, w, b, axis):
     from bnproof.kernels import batch_norm_backward, batch_norm_forward
 
@@ -114,6 +124,29 @@ def _bnproof_ops(x, dy, w, b, axis):
 
     def backward():
         return batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+
+    return forward, backward
+
+
+def _prealloc_ops(x, dy, w, b, axis):
+    from bnproof.kernels import _batch_norm, _jit
+
+    axis %= x.ndim
+    a = math.prod(x.shape[:axis])
+    layout = (a, x.shape[axis], x.size // (a * x.shape[axis]))
+    x3 = _batch_norm._kernel_view(_batch_norm._as_layout(x, layout))
+    dy3 = _batch_norm._kernel_view(_batch_norm._as_layout(dy, layout))
+    out = np.empty_like(x)
+    out3 = _batch_norm._kernel_view(out.reshape(layout))
+    gamma = w.astype(np.float64)
+    beta = b.astype(np.float64)
+    mean, _, invstd = _jit.forward_train(x3, gamma, beta, 1e-5, out3)
+
+    def forward():
+        return _jit.forward_train(x3, gamma, beta, 1e-5, out3)
+
+    def backward():
+        return _jit.backward_train(dy3, x3, mean, invstd, gamma, out3)
 
     return forward, backward
 
@@ -165,7 +198,7 @@ def _torch_ops(x, dy, w, b, axis):
 
 
 def _implementations():
-    impls = {"bnproof": _bnproof_ops, "numpy": _numpy_ops}
+    impls = {"bnproof": _bnproof_ops, "bnproof-prealloc": _prealloc_ops, "numpy": _numpy_ops}
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -210,6 +243,7 @@ def _measure_case(case: Case, repeats: int, impls, progress) -> dict:
     w = rng.normal(1.0, 0.2, channels).astype(case.dtype)
     b = rng.normal(0.0, 0.2, channels).astype(case.dtype)
     t_copy = _copy_time(x, repeats)
+    t_fresh = _fresh_copy_time(x, repeats)
     floor = {op: t_copy * passes / 2 for op, passes in FLOOR_PASSES.items()}
     seconds = {}
     for name, make in impls.items():
@@ -247,6 +281,7 @@ def _measure_case(case: Case, repeats: int, impls, progress) -> dict:
         "nbytes": case.nbytes,
         "memcpy_seconds": t_copy,
         "memcpy_gb_per_s": 2 * case.nbytes / t_copy / 1e9,
+        "fresh_copy_seconds": t_fresh,
         "floor_seconds": floor,
         "rows": rows,
         "forward_backward_seconds": both,
@@ -310,6 +345,9 @@ def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None)
             "floor": "np.copyto into a preallocated array of the same shape (2S bytes), "
             "measured in the same run; forward floor = 1 copy (2 passes), backward floor "
             "= 1.5 copies (3 passes)",
+            "fresh_copy": "x.copy(): a copy into a new array, for the cost of fresh pages",
+            "bnproof-prealloc": "the jitted kernels writing into an output allocated once "
+            "(internal, not the public API)",
             "impls": list(impls),
             "mode": "training, running buffers updated, momentum 0.1, eps 1e-5",
         },

@@ -36,12 +36,12 @@ def test_quick_json_structure(quick_json):
     result = quick_json
     assert {"cases", "first_call_seconds", "threads", "setup", "provenance"} <= set(result)
     impls = set(result["setup"]["impls"])
-    assert {"bnproof", "numpy"} <= impls
+    assert {"bnproof", "bnproof-prealloc", "numpy"} <= impls
     layouts = {c["layout"] for c in result["cases"]}
     assert layouts == {"NCHW", "NHWC", "NC"}
     assert {c["dtype"] for c in result["cases"]} == {"float32", "float64"}
     for case in result["cases"]:
-        assert case["memcpy_seconds"] > 0
+        assert case["memcpy_seconds"] > 0 and case["fresh_copy_seconds"] > 0
         assert case["floor_seconds"]["backward"] == pytest.approx(
             1.5 * case["floor_seconds"]["forward"])
         assert {(r["impl"], r["op"]) for r in case["rows"]} == {

@@ -525,8 +525,12 @@ def test_moments_reject_bad_input():
 # --------------------------------------------------------------------------- #
 
 
-def test_results_are_bit_identical_for_any_thread_count(rng):
+def test_results_are_bit_identical_for_any_thread_count(rng, monkeypatch):
     numba = pytest.importorskip("numba")
+    from bnproof.kernels import _batch_norm
+
+    # every size runs on the whole pool here (small inputs normally use one thread)
+    monkeypatch.setattr(_batch_norm, "PARALLEL_MIN_SIZE", 0)
     cases = [((300, 20, 70), 1), ((40000, 3), 1), ((64, 6, 6, 40), -1), ((4, 4, 40000), 1),
              ((128, 24, 32), 1)]
     saved = numba.get_num_threads()
@@ -543,6 +547,20 @@ def test_results_are_bit_identical_for_any_thread_count(rng):
                 results.append((y, mean, invstd, *grads, m.mean, m.m2))
             for a, c in zip(*results, strict=True):
                 np.testing.assert_array_equal(a, c)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_small_inputs_leave_the_thread_count_alone(rng):
+    numba = pytest.importorskip("numba")
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        batch_norm_forward(rng.standard_normal((8, 3)))
+        assert numba.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            batch_norm_forward(np.ones((1, 3)))
+        assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(saved)
 

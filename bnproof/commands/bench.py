@@ -45,18 +45,19 @@ def format_table(result: dict) -> str:
     """Render :func:`bnproof.bench.run_bench`'s result as a plain-text table."""
     lines = []
     header = (
-        f"{'case':<14} {'impl':<8} {'op':<9} {'ms':>8} {'GB/s':>7} {'floor':>6} "
+        f"{'case':<14} {'impl':<16} {'op':<9} {'ms':>8} {'GB/s':>7} {'floor':>6} "
         f"{'vs numpy':>9} {'vs torch':>9}"
     )
     for case in result["cases"]:
         lines.append(
             f"{case['case']}: shape {tuple(case['shape'])} {case['dtype']} {case['layout']}, "
-            f"memcpy {case['memcpy_seconds'] * 1e3:.2f} ms ({case['memcpy_gb_per_s']:.1f} GB/s)"
+            f"memcpy {case['memcpy_seconds'] * 1e3:.2f} ms ({case['memcpy_gb_per_s']:.1f} GB/s), "
+            f"copy into a new array {case['fresh_copy_seconds'] * 1e3:.2f} ms"
         )
         lines.append(header)
         for row in case["rows"]:
             lines.append(
-                f"{row['case']:<14} {row['impl']:<8} {row['op']:<9} "
+                f"{row['case']:<14} {row['impl']:<16} {row['op']:<9} "
                 f"{row['seconds'] * 1e3:>8.2f} {row['gb_per_s']:>7.1f} "
                 f"{row['fraction_of_floor']:>6.0%} {_fmt_ratio(row['speedup_vs_numpy']):>9} "
                 f"{_fmt_ratio(row['speedup_vs_torch']):>9}"

@@ -7,6 +7,7 @@ jitted bodies of :mod:`bnproof.kernels._jit`, which trust their inputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import threading
@@ -24,6 +25,12 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # so concurrent calls are serialized under this lock whatever the layer.
 _KERNEL_LOCK = threading.Lock()
 
+#: Inputs with fewer values than this run on one Numba thread: waking the
+#: pool costs more than it saves, and on a busy machine a parallel region
+#: can wait a whole scheduler slice (~10 ms) for a descheduled worker.
+#: Results do not depend on the number of threads, so this is invisible.
+PARALLEL_MIN_SIZE = 1 << 17
+
 _backend_module = None
 
 
@@ -35,6 +42,23 @@ def _backend():
 
         _backend_module = _jit
     return _backend_module
+
+
+@contextlib.contextmanager
+def _kernel_call(size: int):
+    """Hold the kernel lock; run on one thread when ``size`` is small."""
+    with _KERNEL_LOCK:
+        if size >= PARALLEL_MIN_SIZE:
+            yield
+            return
+        import numba
+
+        saved = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(saved)
 
 
 # --------------------------------------------------------------------------- #
@@ -220,7 +244,7 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     x, _, layout = _check_input("x", x, channel_axis, func)
     x3 = _as_layout(x, layout)
     kernels = _backend()
-    with _KERNEL_LOCK:
+    with _kernel_call(x.size):
         mu, m2 = kernels.moments(_kernel_view(x3))
     return Moments(layout[0] * layout[2], mu, m2)
 
@@ -376,7 +400,7 @@ def batch_norm_forward(
     y3 = _kernel_view(y.reshape(layout))
     kernels = _backend()
     if training:
-        with _KERNEL_LOCK:
+        with _kernel_call(x.size):
             mean, m2, invstd = kernels.forward_train(x3, gamma, beta, eps, y3)
         if running_mean is not None:
             factor = momentum if momentum is not None else 1.0 / (num_batches_tracked + 1)
@@ -389,7 +413,7 @@ def batch_norm_forward(
     else:
         mean = running_mean.astype(np.float64)
         invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        with _KERNEL_LOCK:
+        with _kernel_call(x.size):
             kernels.normalize(x3, mean, gamma * invstd, beta, y3)
     return y, mean, invstd
 
@@ -471,7 +495,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx = np.empty(x.shape, dtype=x.dtype)
     dx3 = _kernel_view(dx.reshape(layout))
     kernels = _backend()
-    with _KERNEL_LOCK:
+    with _kernel_call(x.size):
         if training:
             sum_dy, sum_dy_xmu = kernels.backward_train(dy3, x3, mu, invstd64, gamma, dx3)
         else:
