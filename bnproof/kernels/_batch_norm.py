@@ -236,9 +236,10 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     Notes
     -----
     Ioffe & Szegedy (2015), Algorithm 1 (mini-batch mean and variance).
-    Accumulates in float64 over fixed blocks of the batch, each with a
-    shifted two-pass algorithm, and merges the blocks with Chan's rule in a
-    fixed order: the result does not depend on the number of threads.
+    Accumulates in float64 about a shift ``K`` (the channel's first value),
+    over fixed blocks of the batch combined in a fixed order, so the result
+    does not depend on the number of threads; see :func:`batch_norm_forward`
+    for the algorithm.
     """
     func = "batch_norm_moments"
     x, _, layout = _check_input("x", x, channel_axis, func)
@@ -327,16 +328,21 @@ def batch_norm_forward(
     inference transform with population statistics. The running variance is
     updated with the unbiased estimate ``m2 / (count - 1)`` as in PyTorch.
 
-    Statistics accumulate in float64 (shifted two-pass per block, blocks
-    merged with Chan's rule in a fixed order), never as ``E[x^2] - E[x]^2``:
-    the variance is never negative and a constant channel gives exactly
-    ``bias``. Each output is evaluated as ``(x - mu) * (gamma invstd) +
-    beta`` in float64 and rounded once, so float32 outputs stay within the
-    rounding floor even when ``|mean| / std`` is 1e6. NaN or inf in a channel
-    make that channel's ``mean``/``invstd`` and outputs NaN (inf for the mean
-    of one inf), as in PyTorch; other channels are unaffected. With
-    ``eps=0`` a constant channel gives NaN. Results are bit-identical
-    whatever the number of Numba threads.
+    Statistics accumulate in float64 and never as ``E[x^2] - E[x]^2``: the
+    shifted data algorithm sums ``x - K`` and ``(x - K)^2`` about the
+    channel's first value ``K`` (so ``|mean - K|`` is of the order of the
+    spread), over fixed blocks added in a fixed order. Where that still
+    cancels (``|mean - K|`` above ~32 standard deviations, a constant
+    channel, NaN), the channel is recomputed with two passes per block
+    (mean, then squared deviations) merged with Chan's rule. The variance is
+    never negative and a constant channel gives exactly ``bias``. Each
+    output is evaluated as ``(x - mu) * (gamma invstd) + beta`` in float64
+    and rounded once, so float32 outputs stay at the rounding floor even
+    when ``|mean| / std`` is 1e6, and float32 inputs near +-3e38 do not
+    overflow. NaN or inf in a channel make that channel's ``invstd`` and
+    outputs NaN and its ``mean`` NaN or infinite, as in PyTorch; other
+    channels are unaffected. With ``eps=0`` a constant channel gives NaN.
+    Results are bit-identical whatever the number of Numba threads.
     """
     func = "batch_norm_forward"
     x, _, layout = _check_input("x", x, channel_axis, func)
