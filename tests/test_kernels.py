@@ -590,11 +590,12 @@ def test_concurrent_calls_from_python_threads(rng):
 
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
 def test_concurrent_calls_never_abort_under_any_threading_layer(layer, tmp_path):
-    # a fresh process per layer: the layer is chosen once per process
+    # a fresh process per layer: the layer is chosen once per process; the
+    # input is above PARALLEL_MIN_SIZE so every call launches a parallel region
     code = (
         "import threading, numpy as np, numba\n"
         "from bnproof.kernels import batch_norm_forward\n"
-        "x = np.random.default_rng(0).standard_normal((64, 16, 64)).astype(np.float32)\n"
+        "x = np.random.default_rng(0).standard_normal((64, 16, 256)).astype(np.float32)\n"
         "want = batch_norm_forward(x)[0]\n"
         "bad = []\n"
         "def work():\n"
