@@ -566,7 +566,8 @@ def test_small_inputs_leave_the_thread_count_alone(rng):
 
 
 def test_concurrent_calls_from_python_threads(rng):
-    inputs = [make(rng, shape, 1, np.float32) for shape in [(64, 32, 16), (500, 40), (8, 20, 30)]]
+    # two inputs above PARALLEL_MIN_SIZE (parallel regions), one below
+    inputs = [make(rng, shape, 1, np.float32) for shape in [(64, 32, 128), (4000, 40), (8, 20, 30)]]
     expected = [batch_norm_forward(x, w, b)[0] for x, w, b in inputs]
     errors = []
 
