@@ -565,6 +565,8 @@ def _bias_only(plan: _Plan, seed: int, dtypes, progress) -> dict:
             "lr": plan.bias_lr,
             "b_init": "N(0, 1)",
             "trained": ["b"],
+            "negative_control": "running mode: its statistics lag b, so the loss must move "
+            "and the drift must leave the straight line",
         },
         "runs": runs,
     }
