@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect"]
+__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
 
-#: Stages of :func:`collect`, in order, as passed to ``progress``.
+#: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
+#: except that with ``parallel`` the proofs run alongside the others.
 STAGES = ("proofs", "cross-check", "accuracy", "drift", "figures")
 
 #: Largest batch size of the concrete checks of each proof (the default of

@@ -339,6 +339,13 @@ def _drift_section(data: ReportData) -> list[Block]:
         "(x - mean, as in section 2) and center-scale (batch normalization). The numbers "
         "below are what the runs measured."))
     params = drift.get("parameters")
+    if _get(params, "quick"):
+        blocks.append(Para((
+            ("text", "These runs follow the experiment's quick plan (few steps, full batches, "
+                     "one seed); "),
+            ("code", "bnproof drift"),
+            ("text", " runs the full plan, with minibatches and more seeds and steps."),
+        )))
     if isinstance(params, Mapping):
         keep = ("hidden_units", "eps", "momentum", "momentum_convention", "nonlinearity", "loss",
                 "dtypes")

@@ -59,6 +59,10 @@ _UPRIGHT = {"mathrm", "operatorname", "text", "mathbf", "textrm", "mathsf"}
 _OPERATORS = set("+-=,()[]|<>/*!:;")
 
 
+def _escape_xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def is_latex_label(name: str) -> bool:
     r"""Return whether a symbol name is LaTeX markup (``\Delta b``), not a plain name."""
     return bool(_LABEL_MARKUP.search(name))
@@ -164,7 +168,14 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
 
     def _print_Symbol(self, sym, style="plain"):
         if is_latex_label(sym.name):
-            return self._label(sym.name)
+            try:
+                return self._label(sym.name)
+            except ValueError:
+                # Markup outside the subset: show the name as it is written.
+                return self._element("mi", _escape_xml(sym.name))
+        if _escape_xml(sym.name) != sym.name:
+            # SymPy writes names into the DOM unescaped.
+            sym = sympy.Symbol(_escape_xml(sym.name))
         return super()._print_Symbol(sym, style=style)
 
     def _label(self, source: str, strict: bool = False):
@@ -277,7 +288,13 @@ class _LatexParser:
 
     def _atom(self):
         """Parse one atom at the current position; ``None`` for spaces and sizing."""
-        el = self.p._element
+
+        def el(tag, text=None, **attrs):
+            # Text from the source is escaped: SymPy's DOM writes text nodes raw.
+            if text is not None:
+                text = _escape_xml(text)
+            return self.p._element(tag, text, **attrs)
+
         src, ch = self.src, self.src[self.pos]
         if ch == "{":
             end = self._group_end(self.pos)
