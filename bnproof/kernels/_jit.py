@@ -11,8 +11,8 @@ channels-first ``(A, C, B)``
     ``(N, C, *spatial)``: channel ``c`` is ``A`` contiguous runs of ``B``
     values. Each channel is cut into *units* of about :data:`UNIT` values
     (whole runs, or pieces of one run when runs are long), small enough
-    that a unit's second pass reads from the L1 cache; unit results are
-    merged in unit order. With at least :data:`FUSED_MIN_CHANNELS`
+    that a unit's second pass (when one is needed) reads from the L1 cache;
+    unit results are combined in unit order. With at least :data:`FUSED_MIN_CHANNELS`
     channels, one thread handles one channel at a time, statistics and then
     output, so the channel's slice is still in cache for the second pass.
 
@@ -28,14 +28,17 @@ four times slower).
 Notes
 -----
 Ioffe & Szegedy (2015), Algorithm 1 and the backward pass of section 3.
-Unit statistics use a two-pass algorithm on ``x - K``, where the shift ``K``
-is the channel's first value: ``d_u = sum(x - K) / n_u``, ``m2_u = sum((x -
-K - d_u)^2)``, all in float64. Units merge with Chan, Golub & LeVeque's rule
-on ``d_u``, and ``mu = K + d``. Because every unit of a channel shares ``K``,
-the merged quantities are of the size of the spread, not of the mean: the
-merge does not lose accuracy when ``|mu| >> std`` (float32 inputs make ``x -
-K`` exact in float64). A constant channel gives ``mu = K`` and ``m2 = 0``
-exactly.
+Statistics are taken about a shift ``K``, the channel's first value (the
+shifted-data algorithm): one pass sums ``x - K`` and ``(x - K)^2`` in
+float64 per unit, units are added in order, and ``m2 = S2 - S1^2 / n``.
+Since ``|mu - K|`` is of the order of the spread for almost any data, this
+does not cancel; where it would (``m2 <= ONE_PASS_MIN_RATIO * S2``: an
+outlying first value, a constant channel, NaN), the channel is recomputed
+with two passes per unit (``d_u = sum(x - K) / n_u``, then ``m2_u =
+sum((x - K - d_u)^2)``) merged with Chan, Golub & LeVeque's rule. Every
+unit of a channel shares ``K``, so merged quantities are of the size of the
+spread, not of the mean, and float32 inputs make ``x - K`` exact in
+float64. A constant channel gives ``mu = K`` and ``m2 = 0`` exactly.
 """
 
 from __future__ import annotations
