@@ -174,6 +174,60 @@ def test_outputs_are_allocated_by_the_wrappers():
         assert not any(p in params for p in ("out", "y", "dx")), func.__name__
 
 
+@pytest.fixture
+def small_recycling(monkeypatch):
+    """Recycle outputs of any size, with an empty pool before and after."""
+    from bnproof.kernels import _buffers
+
+    _buffers.clear()
+    monkeypatch.setattr(_buffers, "MIN_BYTES", 1)
+    yield _buffers
+    _buffers.clear()
+
+
+def test_recycled_outputs_are_never_shared_while_alive(rng, small_recycling):
+    x, w, b = make(rng, (6, 4, 5), 1, np.float32)
+    want = batch_norm_forward(x, w, b)[0].copy()
+    y1 = batch_norm_forward(x, w, b)[0]
+    y2 = batch_norm_forward(x, w, b)[0]
+    assert not np.shares_memory(y1, y2)
+    view = y1[2:]
+    address = y1.ctypes.data
+    del y1
+    y3 = batch_norm_forward(x, w, b)[0]  # y1's block is still held by the view
+    assert not np.shares_memory(y3, view) and not np.shares_memory(y3, y2)
+    del view
+    assert small_recycling.free_bytes() == x.nbytes
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    stats = batch_norm_forward(x, w, b)[1:]  # its y is dropped: the block is free again
+    assert small_recycling.free_bytes() == x.nbytes
+    dx = batch_norm_backward(dy, x, w, *stats)[0]
+    # the released block is reused, and every element is written again
+    assert dx.ctypes.data == address and small_recycling.free_bytes() == 0
+    np.testing.assert_array_equal(y2, want)
+    np.testing.assert_array_equal(y3, want)
+    small_recycling.clear()  # a fresh block for the reference
+    dx_fresh = batch_norm_backward(dy, x, w, *stats)[0]
+    assert dx_fresh.ctypes.data != address
+    np.testing.assert_array_equal(dx, dx_fresh)
+
+
+def test_recycled_outputs_behave_like_arrays(rng, small_recycling):
+    x, w, b = make(rng, (6, 4, 5), 1, np.float64)
+    y = batch_norm_forward(x, w, b)[0]
+    assert y.flags.c_contiguous and y.flags.writeable and y.dtype == np.float64
+    y[...] = 0.0  # the caller owns the result
+    np.testing.assert_array_equal(batch_norm_forward(x, w, b)[0] != 0, True)
+
+
+def test_pool_keeps_at_most_max_free_bytes(rng, small_recycling, monkeypatch):
+    monkeypatch.setattr(small_recycling, "MAX_FREE_BYTES", 1000)
+    x = rng.standard_normal((10, 20))  # 1600 bytes: never kept
+    y = batch_norm_forward(x)[0]
+    del y
+    assert small_recycling.free_bytes() == 0
+
+
 # --------------------------------------------------------------------------- #
 # running statistics and inference mode (PyTorch's conventions)
 # --------------------------------------------------------------------------- #

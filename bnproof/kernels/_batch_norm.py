@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from . import _buffers
 from ._moments import Moments
 
 __all__ = ["batch_norm_backward", "batch_norm_forward", "batch_norm_moments"]
@@ -299,7 +300,11 @@ def batch_norm_forward(
     Returns
     -------
     y : numpy.ndarray
-        Normalized output, same shape and dtype as ``x``, C-contiguous.
+        Normalized output, same shape and dtype as ``x``, C-contiguous and
+        owned by the caller. Outputs of 32 MiB or more reuse the memory of
+        earlier outputs that are no longer referenced (their ``base`` is an
+        owner object rather than ``None``), which saves the operating
+        system's zero-filling of fresh pages.
     mean : numpy.ndarray
         float64 ``(C,)``: the batch mean (training) or ``running_mean``
         (inference).
@@ -402,7 +407,7 @@ def batch_norm_forward(
     gamma = _vec64(weight, channels, 1.0)
     beta = _vec64(bias, channels, 0.0)
     x3 = _kernel_view(_as_layout(x, layout))
-    y = np.empty(x.shape, dtype=x.dtype)
+    y = _buffers.empty(x.shape, x.dtype)
     y3 = _kernel_view(y.reshape(layout))
     kernels = _backend()
     if training:
@@ -450,7 +455,8 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     Returns
     -------
     dx : numpy.ndarray
-        Same shape and dtype as ``x``.
+        Same shape and dtype as ``x``, C-contiguous (recycled like ``y`` of
+        :func:`batch_norm_forward` when it is 32 MiB or more).
     dweight, dbias : numpy.ndarray or None
         ``(C,)`` in ``x``'s dtype; ``None`` when ``weight`` is ``None``.
 
@@ -498,7 +504,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     invstd64 = np.ascontiguousarray(invstd, dtype=np.float64)
     x3 = _kernel_view(_as_layout(x, layout))
     dy3 = _kernel_view(_as_layout(dy, layout))
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = _buffers.empty(x.shape, x.dtype)
     dx3 = _kernel_view(dx.reshape(layout))
     kernels = _backend()
     with _kernel_call(x.size):
