@@ -15,9 +15,9 @@ repeats (the least disturbed run on a shared machine):
     :func:`bnproof.kernels.batch_norm_forward` / ``batch_norm_backward``.
 ``bnproof-prealloc``
     The same jitted kernels writing into an output allocated once (not a
-    public entry point): the difference to ``bnproof`` is what allocating a
-    fresh output costs (for tensors above glibc's 32 MiB mmap threshold,
-    every call gets new pages that the kernel zero-fills on first touch).
+    public entry point): the difference to ``bnproof`` is the wrapper's
+    validation, parameter conversion and output allocation (large outputs
+    are recycled, see :mod:`bnproof.kernels._buffers`).
 ``numpy``
     The float64-accumulating NumPy reference of the same algorithm
     (:mod:`bnproof.kernels._reference`).
