@@ -38,7 +38,7 @@ class Heading:
 class Para:
     """A paragraph of runs ``(kind, text)`` with kind ``text``, ``strong`` or ``code``.
 
-    ``style`` is ``""``, ``"quote"``, ``"answer"``, ``"ok"`` or ``"fail"``.
+    ``style`` is ``""``, ``"quote"``, ``"answer"``, ``"note"``, ``"ok"`` or ``"fail"``.
     """
 
     runs: tuple[tuple[str, str], ...]
