@@ -284,3 +284,21 @@ def test_latex_labels_print_verbatim_in_latex_and_markdown():
     assert Math(Eq(label, 0)).tex() == r"\langle w, \nabla_w L \rangle = 0"
     # Plain names still go through SymPy's printer.
     assert Math(Eq(Symbol("mu_R"), 0)).tex() == r"\mu_{R} = 0"
+
+
+def test_contents_link_every_section_and_claim():
+    page = render_html(sample_data())
+    anchors = set(re.findall(r' id="([^"]+)"', page))
+    links = re.findall(r'<a href="#([^"]+)"', page)
+    assert links, "no contents"
+    assert set(links) <= anchors, set(links) - anchors
+    for cid in ("bias-cancels-train", "rms-bias-survives"):
+        assert f"claim-{cid}" in links
+    assert {"question", "claims", "cross-check", "accuracy", "drift", "provenance"} <= set(links)
+
+
+def test_latex_cross_references_resolve(tmp_path):
+    tex = write_latex(sample_data(), tmp_path).read_text(encoding="utf-8")
+    labels = set(re.findall(r"\\label\{([^}]+)\}", tex))
+    refs = set(re.findall(r"\\ref\{([^}]+)\}", tex))
+    assert refs and refs <= labels, refs - labels

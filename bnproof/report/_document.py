@@ -36,7 +36,10 @@ class Heading:
 
 @dataclass(frozen=True)
 class Para:
-    """A paragraph of runs ``(kind, text)`` with kind ``text``, ``strong`` or ``code``.
+    """A paragraph of runs ``(kind, text)``.
+
+    ``kind`` is ``text``, ``strong``, ``code`` or ``link:<anchor>`` (a link
+    to the heading with that anchor).
 
     ``style`` is ``""``, ``"quote"``, ``"answer"``, ``"note"``, ``"ok"`` or ``"fail"``.
     """
@@ -489,12 +492,30 @@ def build(data: ReportData) -> list[Block]:
     if quick:
         subtitle += " Quick run: smaller batches and fewer steps than the full report."
     blocks.append(text(subtitle))
-    blocks += _question_section(data)
-    blocks += _claims_summary(data)
+    body = _question_section(data) + _claims_summary(data)
     for result in data.claims:
-        blocks += _claim_section(result)
-    blocks += _crosscheck_section(data)
-    blocks += _accuracy_section(data)
-    blocks += _drift_section(data)
-    blocks += _provenance_section(data)
-    return blocks
+        body += _claim_section(result)
+    body += _crosscheck_section(data)
+    body += _accuracy_section(data)
+    body += _drift_section(data)
+    body += _provenance_section(data)
+    return blocks + _contents(body) + body
+
+
+def _contents(body: list[Block]) -> list[Block]:
+    """Return a list linking every section and its subsections (the claims, ...)."""
+    sections: list[tuple[Heading, list[Heading]]] = []
+    for block in body:
+        if isinstance(block, Heading) and block.anchor:
+            if block.level == 2:
+                sections.append((block, []))
+            elif block.level == 3 and sections:
+                sections[-1][1].append(block)
+    items = []
+    for heading, subs in sections:
+        item: list[Block] = [Para(((f"link:{heading.anchor}", heading.text),))]
+        if subs:
+            item.append(ItemList(tuple(
+                (Para(((f"link:{sub.anchor}", sub.text),)),) for sub in subs)))
+        items.append(tuple(item))
+    return [Heading(2, "Contents", "contents"), ItemList(tuple(items))]

@@ -51,6 +51,8 @@ def _runs(runs) -> str:
             out.append(f"<strong>{escaped}</strong>")
         elif kind == "code":
             out.append(f"<code>{escaped}</code>")
+        elif kind.startswith("link:"):
+            out.append(f'<a href="#{html.escape(kind[5:])}">{escaped}</a>')
         else:
             out.append(escaped)
     return "".join(out)

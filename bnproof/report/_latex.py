@@ -90,6 +90,8 @@ def _runs(runs) -> str:
             out.append(rf"\textbf{{{_escape(value)}}}")
         elif kind == "code":
             out.append(rf"\texttt{{{_escape(value)}}}")
+        elif kind.startswith("link:"):
+            out.append(rf"{_escape(value)} (\ref{{{kind[5:]}}})")
         else:
             out.append(_escape(value))
     return "".join(out)

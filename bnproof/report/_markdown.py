@@ -28,6 +28,7 @@ def _runs(runs) -> str:
         elif kind == "code":
             out.append("`" + value.replace("`", "'") + "`")
         else:
+            # Links are plain text: Markdown renderers name heading anchors differently.
             out.append(_escape(value))
     return "".join(out)
 
