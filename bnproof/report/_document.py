@@ -146,6 +146,7 @@ def _question_section(data: ReportData) -> list[Block]:
         text(_question.PAPER_SECTION_2, style="quote"),
         text("and this remark of section 3.2:"),
         text(_question.PAPER_SECTION_3, style="quote"),
+        text("The reader asks:"),
         text(_question.QUESTION, style="quote"),
         Heading(3, "Short answer", "answer"),
         text(_question.SHORT_ANSWER, style="answer"),
