@@ -54,15 +54,19 @@ def _block(block, figure_dir: str) -> str:
     if isinstance(block, doc.Math):
         return _math(block)
     if isinstance(block, doc.ItemList):
+        # A list of short paragraphs (the contents) stays tight; one holding
+        # formulas or tables needs blank lines between its parts.
+        tight = _is_tight(block)
+        sep = "\n" if tight else "\n\n"
         lines = []
         for number, item in enumerate(block.items, start=1):
             marker = f"{number}. " if block.ordered else "- "
             pad = " " * len(marker)
             parts = [_block(b, figure_dir) for b in item]
-            text = "\n\n".join(p for p in parts if p)
+            text = sep.join(p for p in parts if p)
             indented = "\n".join(pad + line if line else "" for line in text.splitlines())
             lines.append(marker + indented[len(pad):])
-        return "\n\n".join(lines)
+        return sep.join(lines)
     if isinstance(block, doc.Table):
         out = []
         if block.caption:
@@ -77,6 +81,17 @@ def _block(block, figure_dir: str) -> str:
         return (f"![{_escape(data.caption)}]({figure_dir}/{data.name}.svg)\n\n"
                 f"*{_escape(data.caption)}*")
     raise TypeError(f"unknown block {type(block).__name__}")
+
+
+def _is_tight(block: doc.ItemList) -> bool:
+    for item in block.items:
+        for part in item:
+            if isinstance(part, doc.ItemList):
+                if not _is_tight(part):
+                    return False
+            elif not (isinstance(part, doc.Para) and len(item) <= 2 and part.style == ""):
+                return False
+    return True
 
 
 def render_markdown(data: ReportData, figure_dir: str = "figures") -> str:
