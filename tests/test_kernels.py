@@ -367,6 +367,25 @@ def test_outlier_first_value_keeps_full_accuracy(rng, shape, axis, dtype):
     assert_close(y, naive_forward(x, None, None, 1e-5, axis)[0], dtype)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e6])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((4000, 3), 1), ((40, 20, 300), 1), ((8, 9, 9, 20), -1)]
+)
+def test_float32_backward_stays_at_the_rounding_floor(rng, shape, axis, offset):
+    # issue: backward within the same order as the float64 reference; each dx
+    # is evaluated in float64 from the float32 inputs and rounded once
+    x, w, b = make(rng, shape, axis, np.float32, offset=offset)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    _, mean, invstd = batch_norm_forward(x, w, b, channel_axis=axis)
+    dx, dw, db = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+    dx_ref, dw_ref, db_ref = naive_backward(dy, x, w, 1e-5, axis)
+    ulp = np.spacing(np.abs(dx_ref).astype(np.float32)).astype(np.float64)
+    # 1 ulp of rounding plus 1e-6 of the largest |dx| for the float64 sums
+    assert np.all(np.abs(dx - dx_ref) <= ulp + 1e-6 * np.abs(dx_ref).max())
+    np.testing.assert_allclose(dw, dw_ref, rtol=4e-7, atol=1e-6 * np.abs(dw_ref).max())
+    np.testing.assert_allclose(db, db_ref, rtol=4e-7, atol=1e-6 * np.abs(db_ref).max())
+
+
 def test_float32_near_max_does_not_overflow():
     big = np.float32(3.0e38)
     x = np.array([[big, -big], [big * 0.5, -big * 0.25], [big * 0.25, -big]], dtype=np.float32)
