@@ -162,6 +162,11 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
         If ``figure`` is not a matplotlib figure.
     ValueError
         If ``name`` is empty or holds other characters.
+
+    Notes
+    -----
+    The figures are those of the section 2 drift experiment of Ioffe &
+    Szegedy (2015) and of the accuracy experiment (:mod:`bnproof.plots`).
     """
     from matplotlib.figure import Figure
 

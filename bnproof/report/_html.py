@@ -163,6 +163,12 @@ def write_html(data: ReportData, folder: str | Path) -> Path:
         If ``data`` is not a :class:`ReportData`.
     ValueError
         If ``folder`` is not an existing folder.
+
+    Notes
+    -----
+    The page answers the question about section 2 of Ioffe & Szegedy (2015)
+    with the derivations of sections 2 and 3; formulas are MathML Core
+    (:mod:`bnproof.report._mathml`), laid out by the browser without scripts.
     """
     folder = _folder(folder)
     path = folder / "index.html"

@@ -236,6 +236,12 @@ def write_latex(data: ReportData, folder: str | Path) -> Path:
         If ``data`` is not a :class:`ReportData`.
     ValueError
         If ``folder`` is not an existing folder.
+
+    Notes
+    -----
+    Same content as :func:`bnproof.report.write_html` (sections 2 and 3 of
+    Ioffe & Szegedy 2015). Compile with ``pdflatex report.tex`` (twice for
+    the cross-references).
     """
     folder = _folder(folder)
     text = render_latex(data, "figures")

@@ -134,6 +134,11 @@ def write_markdown(data: ReportData, folder: str | Path) -> Path:
         If ``data`` is not a :class:`ReportData`.
     ValueError
         If ``folder`` is not an existing folder.
+
+    Notes
+    -----
+    Same content as :func:`bnproof.report.write_html` (sections 2 and 3 of
+    Ioffe & Szegedy 2015); formulas are SymPy's LaTeX between ``$$`` lines.
     """
     folder = _folder(folder)
     text = render_markdown(data, "figures")

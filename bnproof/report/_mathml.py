@@ -231,6 +231,11 @@ def mathml(expr: sympy.Basic, *, display: str = "block") -> str:
         If ``expr`` is not a SymPy object.
     ValueError
         If ``display`` is neither ``"block"`` nor ``"inline"``.
+
+    Notes
+    -----
+    Prints the derivation steps of the proofs of sections 2 and 3 of Ioffe &
+    Szegedy (2015) with :class:`ReportMathMLPrinter`.
     """
     if not isinstance(expr, sympy.Basic):
         raise TypeError(

@@ -35,6 +35,12 @@ def write_report(data: ReportData, folder: str | Path) -> dict[str, Path]:
         If ``data`` is not a :class:`ReportData`.
     ValueError
         If ``folder`` is not an existing folder.
+
+    Notes
+    -----
+    The three formats are rendered from one list of blocks
+    (:mod:`bnproof.report._document`), so they say the same thing about
+    sections 2 and 3 of Ioffe & Szegedy (2015).
     """
     if not isinstance(data, ReportData):
         raise TypeError(
