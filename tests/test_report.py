@@ -302,3 +302,15 @@ def test_latex_cross_references_resolve(tmp_path):
     labels = set(re.findall(r"\\label\{([^}]+)\}", tex))
     refs = set(re.findall(r"\\ref\{([^}]+)\}", tex))
     assert refs and refs <= labels, refs - labels
+
+
+def test_answer_is_flagged_when_a_claim_it_rests_on_fails():
+    import dataclasses
+
+    data = sample_data()
+    train = data.claims[0]
+    unproved = dataclasses.replace(train, proof=dataclasses.replace(
+        train.proof, verdict="unproved", reason="SymPy did not reduce it"))
+    flagged = render_html(dataclasses.replace(data, claims=(unproved, data.claims[1])))
+    assert "This answer rests on claims that did not reach their expected verdict" in flagged
+    assert "rests on claims" not in render_html(data)

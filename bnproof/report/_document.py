@@ -139,6 +139,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: st
 # --------------------------------------------------------------------------- #
 
 
+#: The claims the short answer and the training-versus-inference contrast state.
+_ANSWER_RESTS_ON = ("bias-cancels-train", "bias-survives-eval", "outside-gradient-drift",
+                    "loss-grad-bias-zero")
+
+
 def _question_section(data: ReportData) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "The question", "question"),
@@ -154,6 +159,12 @@ def _question_section(data: ReportData) -> list[Block]:
         text(_question.TRAINING_VS_INFERENCE, style="answer"),
     ]
     by_id = {c.claim.id: c for c in data.claims}
+    missed = [cid for cid in _ANSWER_RESTS_ON if cid in by_id and not by_id[cid].as_expected]
+    if missed:
+        blocks.insert(-2, text(
+            "This answer rests on claims that did not reach their expected verdict in this "
+            "run: " + ", ".join(missed) + ". See their sections below before relying on it.",
+            style="fail"))
     evidence = []
     for cid, label in (
         ("bias-cancels-train", "Training mode (batch statistics)"),
