@@ -291,7 +291,9 @@ def _measure_case(case: Case, repeats: int, impls, progress) -> dict:
     }
 
 
-def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None) -> dict:
+def run_bench(
+    *, quick: bool = False, repeats: int | None = None, cases=None, progress=None
+) -> dict:
     """Time bnproof, the NumPy reference and PyTorch against a memory copy.
 
     Parameters
@@ -302,6 +304,8 @@ def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None)
     repeats : int or None
         Timed repeats per measurement (the minimum is kept); default 7, or 2
         with ``quick``.
+    cases : sequence of str or None
+        Names of the cases to run (see :data:`CASES`); default all.
     progress : callable or None
         ``progress(case_name, impl_name)`` before each implementation.
 
@@ -317,7 +321,7 @@ def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None)
     Raises
     ------
     ValueError
-        If ``repeats`` is not an int >= 1.
+        If ``repeats`` is not an int >= 1 or a case name is unknown.
 
     Notes
     -----
@@ -331,9 +335,19 @@ def run_bench(*, quick: bool = False, repeats: int | None = None, progress=None)
         repeats = QUICK_REPEATS if quick else REPEATS
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    available = QUICK_CASES if quick else CASES
+    if cases is None:
+        selected = available
+    else:
+        names = [c.name for c in available]
+        unknown = [c for c in cases if c not in names]
+        if unknown or not cases:
+            raise ValueError(
+                f"unknown case {unknown[0] if unknown else None!r}; choose from {', '.join(names)}"
+            )
+        selected = [c for c in available if c.name in cases]
     impls = _implementations()
-    cases = QUICK_CASES if quick else CASES
-    results = [_measure_case(case, repeats, impls, progress) for case in cases]
+    results = [_measure_case(case, repeats, impls, progress) for case in selected]
     return {
         "cases": results,
         "first_call_seconds": _first_call_seconds(),

@@ -14,6 +14,18 @@ def test_bad_repeats_is_a_usage_error(value, capsys):
     assert "--repeats" in err and value in err
 
 
+def test_unknown_case_is_a_usage_error(capsys):
+    assert main(["bench", "--case", "nchw-float16"]) == 2
+    err = capsys.readouterr().err
+    assert "nchw-float16" in err and "nchw-float32" in err
+
+
+def test_one_case_runs_alone(capsys):
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--case", "nc-float32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["case"] for c in result["cases"]] == ["nc-float32"]
+
+
 def test_unknown_option_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--fast"])

@@ -17,6 +17,14 @@ def configure(parser) -> None:
         "--quick", action="store_true", help="small shapes, 2 repeats (a smoke run, not a measure)"
     )
     parser.add_argument(
+        "--case",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this case (repeatable): nchw-float32, nhwc-float32, nc-float32, "
+        "nchw-float64",
+    )
+    parser.add_argument(
         "--repeats",
         type=str,
         default=None,
@@ -88,7 +96,13 @@ def run(args) -> int:
         if not args.json:
             print(f"  {case}: {impl} ...", file=sys.stderr, flush=True)
 
-    result = run_bench(quick=args.quick, repeats=repeats, progress=progress)
+    from bnproof.bench import CASES
+
+    names = [c.name for c in CASES]
+    for name in args.case or []:
+        if name not in names:
+            raise UsageError(f"--case {name!r} is unknown; choose from {', '.join(names)}")
+    result = run_bench(quick=args.quick, repeats=repeats, cases=args.case, progress=progress)
     result["provenance"] = provenance()
     if args.json:
         print(json.dumps(result, indent=2))
