@@ -39,6 +39,8 @@ LAYOUTS = [
     ((2, 3, 4, 5, 6), 1),
     ((5, 2, 3, 4), 3),
     ((30, 20), 1),
+    ((50, 300), 1),  # more channels than one tile of the rows x channels kernels
+    ((21, 2, 3, 600), -1),
 ]
 
 
