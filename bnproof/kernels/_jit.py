@@ -394,20 +394,7 @@ def normalize_rc(x, mu, scale, beta, out):
     for i in prange(n_rb):
         r0 = i * rb
         r1 = min(rows, r0 + rb)
-        r4 = r0 + (r1 - r0) // 4 * 4
-        for r in range(r0, r4, 4):
-            # four rows per sweep: the per-channel parameters are loaded once
-            ra, rb_, rc, rd = _u(r), _u(r + 1), _u(r + 2), _u(r + 3)
-            for c in range(channels):
-                q = _u(c)
-                m = mu[q]
-                s = scale[q]
-                t = beta[q]
-                out[ra, q] = (np.float64(x[ra, q]) - m) * s + t
-                out[rb_, q] = (np.float64(x[rb_, q]) - m) * s + t
-                out[rc, q] = (np.float64(x[rc, q]) - m) * s + t
-                out[rd, q] = (np.float64(x[rd, q]) - m) * s + t
-        for r in range(r4, r1):
+        for r in range(r0, r1):
             ru = _u(r)
             for c in range(channels):
                 q = _u(c)
@@ -478,19 +465,7 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out):
     for i in prange(n_rb):
         r0 = i * rb
         r1 = min(rows, r0 + rb)
-        r4 = r0 + (r1 - r0) // 4 * 4
-        for r in range(r0, r4, 4):
-            ra, rb_, rc, rd = _u(r), _u(r + 1), _u(r + 2), _u(r + 3)
-            for c in range(channels):
-                q = _u(c)
-                m = mu[q]
-                s = scale[q]
-                md = mean_dy[q]
-                kc = k[q]
-                for ru in (ra, rb_, rc, rd):
-                    xm = np.float64(x[ru, q]) - m
-                    out[ru, q] = s * (np.float64(dy[ru, q]) - md - xm * kc)
-        for r in range(r4, r1):
+        for r in range(r0, r1):
             ru = _u(r)
             for c in range(channels):
                 q = _u(c)
