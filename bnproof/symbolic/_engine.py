@@ -187,10 +187,10 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
             if test.is_zero:
                 out.steps.append(
                     Step(
-                        "Reduce the difference to the zero polynomial",
+                        "Exact zero test of the difference",
                         sympy.Eq(item.label, item.rhs, evaluate=False),
-                        "lhs - rhs reduced to 0: moments as symbols, square roots "
-                        "eliminated, numerator reduced modulo r**2 - R",
+                        "lhs - rhs is the zero rational function once the moments are "
+                        "symbols and each square root r satisfies r**2 = R",
                     )
                 )
             else:
