@@ -64,3 +64,15 @@ def test_ci_runs_the_readme_test_command():
     test_command = _fenced_commands(quick)[1]
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert ci_lines[-1] == test_command
+
+
+def test_readme_python_examples_run():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    # The last example's gradients have the input's shape and dtype.
+    assert namespace["dx"].shape == namespace["x"].shape
+    assert namespace["dx"].dtype == namespace["x"].dtype
