@@ -74,7 +74,8 @@ def test_rms_negative_control_finds_a_counterexample(proofs):
 
 
 def test_bias_derivative_in_training_mode_is_literally_zero(proofs):
-    reduced = [s for s in proofs["bias-cancels-train"].steps if s.title.startswith("Exact zero test")]
+    steps = proofs["bias-cancels-train"].steps
+    reduced = [s for s in steps if s.title.startswith("Exact zero test")]
     assert reduced and all(s.expr.rhs == 0 for s in reduced)
 
 
