@@ -75,7 +75,7 @@ def _item(batch: Batch, base, k):
     return batch.item(base, k)
 
 
-def _ranges(batch: Batch, *names):
+def _ranges(batch: Batch):
     return dict(batch.ranges) if batch.symbolic else {}
 
 
