@@ -6,8 +6,9 @@ slice stays in cache between the statistics and the output), the training
 backward pass must read the input and the output gradient and write the
 input gradient (three passes). The floor is therefore a memory copy of the
 same tensor (one read and one write, 2S bytes) measured in the same run, the
-faster of NumPy's single-threaded copy and a copy split over every thread:
-the forward floor is one copy, the backward floor one and a half.
+fastest of NumPy's single-threaded copy, a copy split over every thread, and
+the same with streaming stores (which skip reading the destination): the
+forward floor is one copy, the backward floor one and a half.
 
 Every implementation is timed in one process and one run, the minimum over
 repeats (the least disturbed run on a shared machine):
@@ -102,43 +103,63 @@ def _min_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-#: Values per chunk of the multi-threaded copy (256 KiB of float32).
+#: Values per chunk of the multi-threaded copies (256 KiB of float32).
 COPY_CHUNK = 1 << 16
 
-_parallel_copy_kernel = None
+_copy_kernels = None
 
 
-def _parallel_copy():
-    """Return a jitted copy that splits a flat array over Numba's threads."""
-    global _parallel_copy_kernel
-    if _parallel_copy_kernel is None:
+def _parallel_copies():
+    """Return jitted copies of a flat array split over Numba's threads.
+
+    ``(copy, stream_copy)``: ordinary stores (each output line is read
+    before it is written), and streaming stores (whole lines written without
+    reading them, the fastest copy on x86-64; see
+    :mod:`bnproof.kernels._stream`). Indices are unsigned so that LLVM
+    vectorizes the loops as it does the kernels' (a signed-index copy ran at
+    half the speed and made the floor too easy).
+    """
+    global _copy_kernels
+    if _copy_kernels is None:
         from numba import prange
 
         from bnproof.kernels._config import jit
+        from bnproof.kernels._stream import flush_row, store_fence
 
         @jit(parallel=True)
         def copy(src, dst):
             n = src.shape[0]
-            chunks = (n + COPY_CHUNK - 1) // COPY_CHUNK
-            for c in prange(chunks):
+            for c in prange((n + COPY_CHUNK - 1) // COPY_CHUNK):
+                start = c * COPY_CHUNK
+                for k in range(min(n, start + COPY_CHUNK) - start):
+                    dst[np.uint64(start + k)] = src[np.uint64(start + k)]
+
+        @jit(parallel=True)
+        def stream_copy(src, dst):
+            n = src.shape[0]
+            for c in prange((n + COPY_CHUNK - 1) // COPY_CHUNK):
                 start = c * COPY_CHUNK
                 stop = min(n, start + COPY_CHUNK)
-                for k in range(start, stop):
-                    dst[k] = src[k]
+                flush_row(dst[start:stop], src[start:stop], stop - start)
+                store_fence()
 
-        _parallel_copy_kernel = copy
-    return _parallel_copy_kernel
+        _copy_kernels = (copy, stream_copy)
+    return _copy_kernels
 
 
 def _copy_time(x: np.ndarray, repeats: int) -> dict[str, float]:
-    """Time a copy into a preallocated array: NumPy's one thread, and every thread."""
+    """Time copies into a preallocated array: NumPy's one thread, and every thread."""
     dst = np.empty_like(x)
     flat_src, flat_dst = x.reshape(-1), dst.reshape(-1)
-    copy = _parallel_copy()
-    return {
+    copy, stream_copy = _parallel_copies()
+    times = {
         "numpy": _min_time(lambda: np.copyto(dst, x), repeats),
         "threads": _min_time(lambda: copy(flat_src, flat_dst), repeats),
+        "threads-streaming": _min_time(lambda: stream_copy(flat_src, flat_dst), repeats),
     }
+    if not np.array_equal(dst, x):  # a floor must come from a copy that copies
+        raise RuntimeError("the streaming copy did not reproduce its input")
+    return times
 
 
 def _fresh_copy_time(x: np.ndarray, repeats: int) -> float:
@@ -393,10 +414,10 @@ def run_bench(
             "quick": quick,
             "repeats": repeats,
             "timing": "minimum over repeats after one warm-up call (time.perf_counter)",
-            "floor": "the faster of np.copyto (one thread) and a copy split over every "
-            "Numba thread, into a preallocated array of the same shape (2S bytes), "
-            "measured in the same run; forward floor = 1 copy (2 passes), backward floor "
-            "= 1.5 copies (3 passes)",
+            "floor": "the fastest of np.copyto (one thread), a copy split over every "
+            "Numba thread, and the same with streaming stores, into a preallocated array "
+            "of the same shape (2S bytes), measured in the same run; forward floor = 1 "
+            "copy (2 passes), backward floor = 1.5 copies (3 passes)",
             "fresh_copy": "x.copy(): a copy into a new array, for the cost of fresh pages",
             "bnproof-prealloc": "the jitted kernels writing into an output allocated once "
             "(internal, not the public API)",

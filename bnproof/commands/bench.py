@@ -62,6 +62,14 @@ def format_table(result: dict) -> str:
             f"memcpy {case['memcpy_seconds'] * 1e3:.2f} ms ({case['memcpy_gb_per_s']:.1f} GB/s), "
             f"copy into a new array {case['fresh_copy_seconds'] * 1e3:.2f} ms"
         )
+        lines.append(
+            "  copies: "
+            + ", ".join(
+                f"{name} {t * 1e3:.2f} ms"
+                for name, t in case["memcpy_seconds_by_method"].items()
+            )
+            + " (the fastest is the floor)"
+        )
         lines.append(header)
         for row in case["rows"]:
             lines.append(

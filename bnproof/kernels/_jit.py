@@ -47,10 +47,21 @@ import numpy as np
 from numba import prange
 
 from ._config import jit
+from ._stream import flush_row, store_fence
 
 #: Values per statistics unit: 16 KiB of float32 or 32 KiB of float64, so the
 #: second pass over a unit reads from the L1 cache.
 UNIT = 4096
+
+#: Outputs of at least this many bytes are written with streaming
+#: (non-temporal) stores, see :mod:`._stream`: they skip reading each output
+#: line before writing it. Smaller outputs use ordinary stores, which leave
+#: them in cache for whatever reads them next.
+STREAM_MIN_BYTES = 32 << 20
+
+#: Values per segment of a streamed output row (computed into a scratch
+#: buffer of this many values in L1, then streamed).
+SEGMENT = UNIT
 
 #: Channels per tile in the rows x channels layout (SIMD lanes, accumulators
 #: in L1).
@@ -228,15 +239,26 @@ def _ncm_channel_sums(dy, x, c, mu, runs, pieces, n_units):
 
 
 @jit()
-def _ncm_channel_normalize(x, c, mu, scale, beta, out):
-    """``out[:, c] = (x[:, c] - mu) * scale + beta``, float64 then rounded once."""
+def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
+    """``out[:, c] = (x[:, c] - mu) * scale + beta``, float64 then rounded once.
+
+    With ``stream``, each run is computed into ``buf`` (``SEGMENT`` values of
+    ``out``'s dtype, so the rounding is the same) and streamed to ``out``.
+    """
     a_len, _, b_len = x.shape
     cu = _u(c)
     for a in range(a_len):
         au = _u(a)
-        for j in range(b_len):
-            ju = _u(j)
-            out[au, cu, ju] = (np.float64(x[au, cu, ju]) - mu) * scale + beta
+        if stream:
+            for b0 in range(0, b_len, SEGMENT):
+                n = min(SEGMENT, b_len - b0)
+                for jj in range(n):
+                    buf[_u(jj)] = (np.float64(x[au, cu, _u(b0 + jj)]) - mu) * scale + beta
+                flush_row(out[au, cu, b0:b0 + n], buf, n)
+        else:
+            for j in range(b_len):
+                ju = _u(j)
+                out[au, cu, ju] = (np.float64(x[au, cu, ju]) - mu) * scale + beta
 
 
 @jit()
@@ -534,8 +556,11 @@ def normalize_ncm(x, mu, scale, beta, out):
 
 
 @jit(parallel=True)
-def forward_ncm_fused(x, gamma, beta, eps, out):
-    """Training forward, one channel per thread at a time: ``(mu, m2, invstd)``."""
+def forward_ncm_fused(x, gamma, beta, eps, out, stream):
+    """Training forward, one channel per thread at a time: ``(mu, m2, invstd)``.
+
+    ``stream``: write ``out`` with streaming stores (see :mod:`._stream`).
+    """
     a_len, channels, b_len = x.shape
     runs, pieces, n_units = _ncm_units(a_len, b_len)
     count = a_len * b_len
@@ -543,12 +568,15 @@ def forward_ncm_fused(x, gamma, beta, eps, out):
     m2 = np.empty(channels)
     invstd = np.empty(channels)
     for c in prange(channels):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
         m, s2 = _ncm_channel_stats(x, c, runs, pieces, n_units)
         inv = 1.0 / np.sqrt(s2 / count + eps)
         mu[c] = m
         m2[c] = s2
         invstd[c] = inv
-        _ncm_channel_normalize(x, c, m, gamma[c] * inv, beta[c], out)
+        _ncm_channel_normalize(x, c, m, gamma[c] * inv, beta[c], out, buf, stream)
+        if stream:
+            store_fence()
     return mu, m2, invstd
 
 
@@ -624,6 +652,11 @@ def backward_ncm_fused(dy, x, mu, invstd, gamma, out):
 # --------------------------------------------------------------------------- #
 
 
+def _streams(out) -> bool:
+    """Whether ``out`` is written with streaming stores (large and C-contiguous)."""
+    return out.nbytes >= STREAM_MIN_BYTES and out.flags.c_contiguous
+
+
 def moments(x):
     """Per-channel ``(mu, m2)`` of an ``(R, C)`` or ``(A, C, B)`` array."""
     return moments_rc(x) if x.ndim == 2 else moments_ncm(x)
@@ -640,7 +673,7 @@ def normalize(x, mu, scale, beta, out):
 def forward_train(x, gamma, beta, eps, out):
     """Training forward; returns float64 ``(mu, m2, invstd)``."""
     if x.ndim == 3 and x.shape[1] >= FUSED_MIN_CHANNELS:
-        return forward_ncm_fused(x, gamma, beta, eps, out)
+        return forward_ncm_fused(x, gamma, beta, eps, out, _streams(out))
     mu, m2 = moments(x)
     count = x.size // x.shape[1]
     invstd = 1.0 / np.sqrt(m2 / count + eps)

@@ -1,0 +1,82 @@
+"""Streaming stores: same bits as ordinary stores, nothing written outside the output."""
+
+import numpy as np
+import pytest
+
+from bnproof.kernels import _jit, _stream, batch_norm_forward
+from bnproof.kernels._config import jit
+
+
+@jit()
+def _flush(row, buf, n):
+    _stream.flush_row(row, buf, n)
+    _stream.store_fence()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0, 1, 3, 15, 16])
+@pytest.mark.parametrize("n", [0, 1, 7, 16, 17, 100, 1000])
+def test_flush_row_writes_exactly_the_row(dtype, offset, n):
+    # a row at every alignment inside a larger array of sentinels
+    backing = np.full(n + offset + 40, -7.0, dtype=dtype)
+    row = backing[offset:offset + n]
+    buf = np.arange(1, n + 1, dtype=dtype)
+    _flush(row, buf, n)
+    np.testing.assert_array_equal(row, buf)
+    assert np.all(backing[:offset] == -7.0) and np.all(backing[offset + n:] == -7.0)
+
+
+def test_flush_row_strided_view_falls_back_to_ordinary_stores():
+    backing = np.zeros(200, dtype=np.float32)
+    row = backing[::2]
+    buf = np.arange(100, dtype=np.float32) + 1
+    _flush(row, buf, 100)
+    np.testing.assert_array_equal(row, buf)
+    assert np.all(backing[1::2] == 0.0)
+
+
+def test_flush_row_stops_at_n_even_when_buf_is_longer():
+    backing = np.zeros(64, dtype=np.float32)
+    _flush(backing[:32], np.ones(64, dtype=np.float32), 32)
+    assert np.all(backing[:32] == 1.0) and np.all(backing[32:] == 0.0)
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 33), (3, 17, 4096 + 5), (2, 20, 1), (64, 16, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_fused_forward_streamed_is_bit_identical(shape, dtype, shift):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    gamma = rng.normal(1.0, 0.2, shape[1])
+    beta = rng.normal(0.0, 0.2, shape[1])
+    plain = np.empty_like(x)
+    ref = _jit.forward_ncm_fused(x, gamma, beta, 1e-5, plain, False)
+    raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
+    streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
+    got = _jit.forward_ncm_fused(x, gamma, beta, 1e-5, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+
+
+def test_public_forward_streams_above_threshold(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
+    w = rng.normal(1.0, 0.2, 32).astype(np.float32)
+    b = rng.normal(0.0, 0.2, 32).astype(np.float32)
+    y_plain, mean_plain, invstd_plain = batch_norm_forward(x, w, b)
+    calls = []
+    original = _jit.forward_ncm_fused
+
+    def spy(*args):
+        calls.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_jit, "forward_ncm_fused", spy)
+    y, mean, invstd = batch_norm_forward(x, w, b)
+    assert calls == [True]
+    np.testing.assert_array_equal(y, y_plain)
+    np.testing.assert_array_equal(mean, mean_plain)
+    np.testing.assert_array_equal(invstd, invstd_plain)
