@@ -55,7 +55,7 @@ def test_fused_forward_streamed_is_bit_identical(shape, dtype, shift):
     streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
     got = _jit.forward_ncm_fused(x, gamma, beta, 1e-5, streamed, True)
     np.testing.assert_array_equal(streamed, plain)
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
 
