@@ -35,6 +35,16 @@ def test_flush_row_strided_view_falls_back_to_ordinary_stores():
     assert np.all(backing[1::2] == 0.0)
 
 
+def test_flush_row_misaligned_view_falls_back_to_ordinary_stores():
+    raw = np.zeros(4 * 100 + 1, dtype=np.uint8)
+    row = raw[1:].view(np.float32)  # elements not aligned to their size
+    assert not row.flags.aligned
+    buf = np.arange(100, dtype=np.float32) + 1
+    _flush(row, buf, 100)
+    np.testing.assert_array_equal(row, buf)
+    assert raw[0] == 0
+
+
 def test_flush_row_stops_at_n_even_when_buf_is_longer():
     backing = np.zeros(64, dtype=np.float32)
     _flush(backing[:32], np.ones(64, dtype=np.float32), 32)

@@ -104,11 +104,12 @@ def flush_row(row, buf, n):
     so nothing outside ``row`` is touched.
     """
     size = row.itemsize
-    if row.strides[0] != size:  # not contiguous: no line is whole, store normally
+    addr = row.ctypes.data
+    if row.strides[0] != size or addr % size != 0:
+        # strided or misaligned view: no aligned line lies inside it, store normally
         for j in range(n):
             row[j] = buf[j]
         return
-    addr = row.ctypes.data
     head = min(n, ((LINE - addr % LINE) % LINE) // size)
     n_lines = (n - head) * size // LINE
     body = n_lines * LINE // size
