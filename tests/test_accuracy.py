@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from bnproof.experiments.accuracy import GOAL_ULP, accuracy_vs_offset
+from bnproof.experiments.accuracy import ABS_ALLOWANCE, GOAL_ULP, accuracy_vs_offset
 
 OFFSETS = [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]
 
@@ -71,3 +72,61 @@ def test_same_seed_same_result():
 def test_bad_arguments(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         accuracy_vs_offset(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- #
+# backward: dx at the rounding floor too
+# --------------------------------------------------------------------------- #
+
+
+def _exact_backward(x, dy, w, axis):
+    """dx, dweight, dbias from the float32 inputs in extended precision."""
+    red = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    xd, gd = x.astype(np.longdouble), dy.astype(np.longdouble)
+    mean = xd.mean(axis=red, keepdims=True)
+    invstd = 1 / np.sqrt(((xd - mean) ** 2).mean(axis=red, keepdims=True) + np.longdouble(1e-5))
+    xhat = (xd - mean) * invstd
+    g_mean = gd.mean(axis=red, keepdims=True)
+    gx_mean = (gd * xhat).mean(axis=red, keepdims=True)
+    dx = w.astype(np.longdouble).reshape(shape) * invstd * (gd - g_mean - xhat * gx_mean)
+    return dx.astype(np.float64), (gd * xhat).sum(axis=red).astype(np.float64)
+
+
+def _ulp_err(got, exact):
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    return float(np.max(np.abs(got.astype(np.float64) - exact) / (ulp + ABS_ALLOWANCE / GOAL_ULP)))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e6])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((64, 8, 16, 16), 1), ((4096, 8), 1), ((64, 16, 16, 8), -1)]
+)
+def test_float32_backward_meets_the_goal_at_large_offsets(offset, shape, axis):
+    from bnproof.kernels import batch_norm_backward, batch_norm_forward
+
+    rng = np.random.default_rng(7)
+    channels = shape[axis]
+    x = (offset + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, channels).astype(np.float32)
+    _, mean, invstd = batch_norm_forward(x, w, np.zeros_like(w), channel_axis=axis)
+    dx, dw, _ = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+    dx_exact, dw_exact = _exact_backward(x, dy, w, axis)
+    assert _ulp_err(dx, dx_exact) <= GOAL_ULP
+    np.testing.assert_allclose(dw, dw_exact, rtol=1e-5, atol=1e-3)
+
+
+def test_backward_accuracy_check_rejects_float32_arithmetic():
+    # negative control: the textbook backward in float32 is far off at offset 1e3
+    rng = np.random.default_rng(7)
+    x = (1e3 + rng.standard_normal((4096, 8))).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.ones(8, np.float32)
+    mean = x.mean(axis=0)
+    invstd = 1 / np.sqrt(x.var(axis=0) + np.float32(1e-5))
+    xhat = (x - mean) * invstd
+    dx32 = w * invstd * (dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0))
+    assert dx32.dtype == np.float32
+    assert _ulp_err(dx32, _exact_backward(x, dy, w, 1)[0]) > 10 * GOAL_ULP
