@@ -1,5 +1,9 @@
 """Streaming stores: same bits as ordinary stores, nothing written outside the output."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -90,3 +94,17 @@ def test_public_forward_streams_above_threshold(monkeypatch):
     np.testing.assert_array_equal(y, y_plain)
     np.testing.assert_array_equal(mean, mean_plain)
     np.testing.assert_array_equal(invstd, invstd_plain)
+
+
+def test_pure_python_mode_never_streams():
+    # NUMBA_DISABLE_JIT=1 runs the kernels as Python, where the intrinsics do not exist
+    code = (
+        "import numpy as np\n"
+        "from bnproof.kernels import _jit, batch_norm_forward\n"
+        "x = np.random.default_rng(0).random((4, 16, 9)).astype(np.float32)\n"
+        "y = batch_norm_forward(x)[0]\n"
+        "_jit.STREAM_MIN_BYTES = 0\n"
+        "assert np.array_equal(batch_norm_forward(x)[0], y)\n"
+    )
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)

@@ -670,8 +670,16 @@ def backward_ncm_fused(dy, x, mu, invstd, gamma, out):
 
 
 def _streams(out) -> bool:
-    """Whether ``out`` is written with streaming stores (large and C-contiguous)."""
-    return out.nbytes >= STREAM_MIN_BYTES and out.flags.c_contiguous
+    """Whether ``out`` is written with streaming stores (large and C-contiguous).
+
+    Never with ``NUMBA_DISABLE_JIT=1``: the store intrinsics exist only in
+    compiled code.
+    """
+    from numba.core import config
+
+    return (
+        out.nbytes >= STREAM_MIN_BYTES and out.flags.c_contiguous and not config.DISABLE_JIT
+    )
 
 
 def moments(x):
