@@ -185,14 +185,14 @@ def _bnproof_ops(x, dy, w, b, axis):
 
 
 def _prealloc_ops(x, dy, w, b, axis):
-    from bnproof.kernels import _batch_norm, _jit
+    from bnproof.kernels import _batch_norm, _buffers, _jit
 
     axis %= x.ndim
     a = math.prod(x.shape[:axis])
     layout = (a, x.shape[axis], x.size // (a * x.shape[axis]))
     x3 = _batch_norm._kernel_view(_batch_norm._as_layout(x, layout))
     dy3 = _batch_norm._kernel_view(_batch_norm._as_layout(dy, layout))
-    out = np.empty_like(x)
+    out = _buffers.empty(x.shape, x.dtype)  # aligned like the public functions' outputs
     out3 = _batch_norm._kernel_view(out.reshape(layout))
     gamma = w.astype(np.float64)
     beta = b.astype(np.float64)

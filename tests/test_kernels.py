@@ -218,6 +218,10 @@ def test_recycled_outputs_behave_like_arrays(rng, small_recycling):
     x, w, b = make(rng, (6, 4, 5), 1, np.float64)
     y = batch_norm_forward(x, w, b)[0]
     assert y.flags.c_contiguous and y.flags.writeable and y.dtype == np.float64
+    assert y.ctypes.data % small_recycling.ALIGN == 0  # starts on a cache line
+    raw = y.base._raw
+    assert raw.ctypes.data <= y.ctypes.data
+    assert y.ctypes.data + y.nbytes <= raw.ctypes.data + raw.nbytes
     y[...] = 0.0  # the caller owns the result
     np.testing.assert_array_equal(batch_norm_forward(x, w, b)[0] != 0, True)
 

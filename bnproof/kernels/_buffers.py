@@ -14,6 +14,12 @@ call of the same size. A block is never handed out while any array still
 refers to it (reference counting decides, not the caller), and the kernels
 write every element of their output, so nothing of a previous result can
 show through. At most :data:`MAX_FREE_BYTES` of free blocks are kept.
+
+Recycled arrays start on a cache-line boundary (:data:`ALIGN`): streaming
+stores (see :mod:`._stream`) write whole aligned lines, and a row that
+starts mid-line costs two partial lines written the ordinary way (measured:
+the (256, 64, 32, 32) float32 forward ran about 8 % faster into an aligned
+output than into one 16 bytes past a line).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import numpy as np
 #: Outputs at least this large are recycled; smaller ones come from
 #: ``np.empty`` (glibc keeps and reuses blocks below its mmap threshold).
 MIN_BYTES = 32 << 20
+
+#: Alignment in bytes of recycled arrays (one cache line).
+ALIGN = 64
 
 #: Largest total size of free blocks kept for reuse (released ones beyond it
 #: are returned to the operating system).
@@ -42,11 +51,12 @@ class _Owner:
     __slots__ = ("__array_interface__", "_raw")
 
     def __init__(self, raw: np.ndarray, shape: tuple[int, ...], dtype: np.dtype):
-        self._raw = raw
+        self._raw = raw  # ALIGN bytes longer than the array, for the alignment
+        start = raw.ctypes.data
         self.__array_interface__ = {
             "shape": shape,
             "typestr": dtype.str,
-            "data": (raw.ctypes.data, False),
+            "data": (start + (-start) % ALIGN, False),
             "version": 3,
         }
 
@@ -56,10 +66,11 @@ class _Owner:
 
 def _release(raw: np.ndarray) -> None:
     global _free_bytes
+    nbytes = raw.nbytes - ALIGN  # the size of the arrays it can hold
     with _lock:
-        if _free_bytes + raw.nbytes <= MAX_FREE_BYTES:
-            _free.setdefault(raw.nbytes, []).append(raw)
-            _free_bytes += raw.nbytes
+        if _free_bytes + nbytes <= MAX_FREE_BYTES:
+            _free.setdefault(nbytes, []).append(raw)
+            _free_bytes += nbytes
 
 
 def _take(nbytes: int) -> np.ndarray | None:
@@ -86,7 +97,8 @@ def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     -------
     numpy.ndarray
         Writeable and C-contiguous. Arrays of at least :data:`MIN_BYTES`
-        are views of a recycled block (``base`` is the block's owner).
+        are views of a recycled block (``base`` is the block's owner) and
+        start on an :data:`ALIGN`-byte boundary.
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
@@ -94,7 +106,7 @@ def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.empty(shape, dtype=dtype)
     raw = _take(nbytes)
     if raw is None:
-        raw = np.empty(nbytes, dtype=np.uint8)
+        raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     return np.asarray(_Owner(raw, tuple(shape), dtype))
 
 
