@@ -11,7 +11,8 @@ the same with streaming stores (which skip reading the destination): the
 forward floor is one copy, the backward floor one and a half.
 
 Every implementation is timed in one process and one run, the minimum over
-repeats (the least disturbed run on a shared machine):
+repeats (the least disturbed run on a shared machine), in :data:`ROUNDS`
+rounds that each time every copy and implementation in turn:
 
 ``bnproof``
     :func:`bnproof.kernels.batch_norm_forward` / ``batch_norm_backward``.
@@ -46,6 +47,14 @@ __all__ = ["CASES", "QUICK_CASES", "Case", "run_bench"]
 #: Repeats per measurement (the minimum is reported).
 REPEATS = 7
 QUICK_REPEATS = 2
+
+#: The copies and implementations are timed in this many rounds, each a block
+#: of about ``repeats / ROUNDS`` calls per measurement, and the minimum over
+#: all rounds is kept: a slow spell of a shared machine then falls on every
+#: implementation rather than on whichever was being timed. The order of the
+#: implementations rotates from round to round (what ran just before changes
+#: what is left in the caches).
+ROUNDS = 3
 
 #: Passes over the tensor that the floor allows: the training forward reads x
 #: and writes y; the backward reads x and dy and writes dx (RESEARCH.md,
@@ -298,20 +307,26 @@ def _measure_case(case: Case, repeats: int, impls, progress) -> dict:
     channels = case.shape[case.channel_axis]
     w = rng.normal(1.0, 0.2, channels).astype(case.dtype)
     b = rng.normal(0.0, 0.2, channels).astype(case.dtype)
-    copies = _copy_time(x, repeats)
+    rounds = min(ROUNDS, repeats)
+    block = math.ceil(repeats / rounds)
+    ops = {name: make(x, dy, w, b, case.channel_axis) for name, make in impls.items()}
+    copies: dict[str, float] = {}
+    t_fresh = math.inf
+    seconds = {name: {"forward": math.inf, "backward": math.inf} for name in ops}
+    for r in range(rounds):
+        for method, t in _copy_time(x, block).items():
+            copies[method] = min(copies.get(method, math.inf), t)
+        t_fresh = min(t_fresh, _fresh_copy_time(x, block))
+        names = list(ops)
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+            forward, backward = ops[name]
+            if progress is not None and r == 0:
+                progress(case.name, name)
+            seconds[name]["forward"] = min(seconds[name]["forward"], _min_time(forward, block))
+            seconds[name]["backward"] = min(seconds[name]["backward"], _min_time(backward, block))
+    del ops
     t_copy = min(copies.values())
-    t_fresh = _fresh_copy_time(x, repeats)
     floor = {op: t_copy * passes / 2 for op, passes in FLOOR_PASSES.items()}
-    seconds = {}
-    for name, make in impls.items():
-        if progress is not None:
-            progress(case.name, name)
-        forward, backward = make(x, dy, w, b, case.channel_axis)
-        seconds[name] = {
-            "forward": _min_time(forward, repeats),
-            "backward": _min_time(backward, repeats),
-        }
-        del forward, backward
     rows = []
     for name, times in seconds.items():
         for op in ("forward", "backward"):
@@ -413,7 +428,9 @@ def run_bench(
         "setup": {
             "quick": quick,
             "repeats": repeats,
-            "timing": "minimum over repeats after one warm-up call (time.perf_counter)",
+            "timing": "minimum over repeats (time.perf_counter), taken in "
+            f"{ROUNDS} rounds that each time every copy and implementation for about "
+            "repeats / rounds calls after one warm-up call",
             "floor": "the fastest of np.copyto (one thread), a copy split over every "
             "Numba thread, and the same with streaming stores, into a preallocated array "
             "of the same shape (2S bytes), measured in the same run; forward floor = 1 "
