@@ -71,7 +71,7 @@ CHANNEL_TILE = 256
 #: tile has ``RC_TILE_VALUES // CHANNEL_TILE`` rows or more. Each tile writes
 #: one row of partial sums, which are merged in order afterwards: with tiles
 #: of ``UNIT`` values the partial rows of a (4096, 1024) input took 4 MiB
-#: and the backward sums ran 2.4 times slower. The accumulators stay in L1
+#: and its float32 backward sums 0.87 ms (0.78 ms now). The accumulators stay in L1
 #: whatever the number of rows. The rare two-pass fallback keeps tiles of
 #: ``UNIT`` values (short sums for its means, second pass from L1).
 RC_TILE_VALUES = 16 * UNIT
