@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bnproof.kernels import _jit, _stream, batch_norm_forward
+from bnproof.kernels import _jit, _stream, batch_norm_backward, batch_norm_forward
 from bnproof.kernels._config import jit
 
 
@@ -74,6 +74,49 @@ def test_fused_forward_streamed_is_bit_identical(shape, dtype, shift):
     assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
 
 
+@pytest.mark.parametrize("shape", [(5, 16, 33), (3, 17, 4096 + 5), (2, 20, 1), (64, 16, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_fused_backward_streamed_is_bit_identical(shape, dtype, shift):
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.normal(1.0, 0.2, shape[1])
+    mu = x.astype(np.float64).mean(axis=(0, 2))
+    invstd = 1.0 / np.sqrt(x.astype(np.float64).var(axis=(0, 2)) + 1e-5)
+    plain = np.empty_like(x)
+    ref = _jit.backward_ncm_fused(dy, x, mu, invstd, gamma, plain, False)
+    raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
+    streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
+    got = _jit.backward_ncm_fused(dy, x, mu, invstd, gamma, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+
+
+def test_public_backward_streams_above_threshold(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w = rng.normal(1.0, 0.2, 32).astype(np.float32)
+    _, mean, invstd = batch_norm_forward(x, w)
+    plain = batch_norm_backward(dy, x, w, mean, invstd)
+    calls = []
+    original = _jit.backward_ncm_fused
+
+    def spy(*args):
+        calls.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_jit, "backward_ncm_fused", spy)
+    got = batch_norm_backward(dy, x, w, mean, invstd)
+    assert calls == [True]
+    for a, b in zip(plain, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_public_forward_streams_above_threshold(monkeypatch):
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
@@ -100,11 +143,13 @@ def test_pure_python_mode_never_streams():
     # NUMBA_DISABLE_JIT=1 runs the kernels as Python, where the intrinsics do not exist
     code = (
         "import numpy as np\n"
-        "from bnproof.kernels import _jit, batch_norm_forward\n"
+        "from bnproof.kernels import _jit, batch_norm_backward, batch_norm_forward\n"
         "x = np.random.default_rng(0).random((4, 16, 9)).astype(np.float32)\n"
-        "y = batch_norm_forward(x)[0]\n"
+        "y, m, s = batch_norm_forward(x)\n"
+        "dx = batch_norm_backward(y, x, None, m, s)[0]\n"
         "_jit.STREAM_MIN_BYTES = 0\n"
         "assert np.array_equal(batch_norm_forward(x)[0], y)\n"
+        "assert np.array_equal(batch_norm_backward(y, x, None, m, s)[0], dx)\n"
     )
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)

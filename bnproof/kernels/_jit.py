@@ -60,8 +60,11 @@ UNIT = 4096
 STREAM_MIN_BYTES = 32 << 20
 
 #: Values per segment of a streamed output row (computed into a scratch
-#: buffer of this many values in L1, then streamed).
-SEGMENT = UNIT
+#: buffer of this many values in L1, then streamed). Short segments let the
+#: streaming stores drain while the next segment is computed: on a
+#: (256, 64, 32, 32) float32 input, 128 values took the fused backward from
+#: 9.2 to 8.8 ms and the forward from 5.0 to 4.85 ms, against 4096 values.
+SEGMENT = 128
 
 #: Channels per tile in the rows x channels layout (SIMD lanes, accumulators
 #: in L1).
@@ -274,16 +277,28 @@ def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
 
 
 @jit()
-def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out):
-    """``out[:, c] = scale (dy - mean_dy - (x - mu) k)``, float64 then rounded once."""
+def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out, buf, stream):
+    """``out[:, c] = scale (dy - mean_dy - (x - mu) k)``, float64 then rounded once.
+
+    ``buf`` and ``stream`` as in :func:`_ncm_channel_normalize`.
+    """
     a_len, _, b_len = x.shape
     cu = _u(c)
     for a in range(a_len):
         au = _u(a)
-        for j in range(b_len):
-            ju = _u(j)
-            xm = np.float64(x[au, cu, ju]) - mu
-            out[au, cu, ju] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
+        if stream:
+            for b0 in range(0, b_len, SEGMENT):
+                n = min(SEGMENT, b_len - b0)
+                for jj in range(n):
+                    ju = _u(b0 + jj)
+                    xm = np.float64(x[au, cu, ju]) - mu
+                    buf[_u(jj)] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
+                flush_row(out[au, cu, b0:b0 + n], buf, n)
+        else:
+            for j in range(b_len):
+                ju = _u(j)
+                xm = np.float64(x[au, cu, ju]) - mu
+                out[au, cu, ju] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
 
 
 # --------------------------------------------------------------------------- #
@@ -647,20 +662,27 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out):
 
 
 @jit(parallel=True)
-def backward_ncm_fused(dy, x, mu, invstd, gamma, out):
-    """Training backward, one channel per thread at a time: ``(sum_dy, sum_dy_xmu)``."""
+def backward_ncm_fused(dy, x, mu, invstd, gamma, out, stream):
+    """Training backward, one channel per thread at a time: ``(sum_dy, sum_dy_xmu)``.
+
+    ``stream``: write ``out`` with streaming stores (see :mod:`._stream`).
+    """
     a_len, channels, b_len = x.shape
     runs, pieces, n_units = _ncm_units(a_len, b_len)
     count = a_len * b_len
     s_dy = np.empty(channels)
     s_dyx = np.empty(channels)
     for c in prange(channels):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
         m = mu[c]
         p1, p2 = _ncm_channel_sums(dy, x, c, m, runs, pieces, n_units)
         s_dy[c] = p1
         s_dyx[c] = p2
         inv = invstd[c]
-        _ncm_channel_dx(dy, x, c, m, gamma[c] * inv, p1 / count, inv * inv * p2 / count, out)
+        _ncm_channel_dx(dy, x, c, m, gamma[c] * inv, p1 / count, inv * inv * p2 / count,
+                        out, buf, stream)
+        if stream:
+            store_fence()
     return s_dy, s_dyx
 
 
@@ -714,7 +736,7 @@ def backward_sums(dy, x, mu):
 def backward_train(dy, x, mu, invstd, gamma, out):
     """Training backward; writes ``dx`` into ``out``, returns ``(sum_dy, sum_dy_xmu)``."""
     if x.ndim == 3 and x.shape[1] >= FUSED_MIN_CHANNELS:
-        return backward_ncm_fused(dy, x, mu, invstd, gamma, out)
+        return backward_ncm_fused(dy, x, mu, invstd, gamma, out, _streams(out))
     s_dy, s_dyx = backward_sums(dy, x, mu)
     count = x.size // x.shape[1]
     scale = gamma * invstd
