@@ -712,6 +712,13 @@ def test_importing_kernels_compiles_nothing():
     assert out == ["False", "False"]
 
 
+#: Kernels without a reduction, compiled without ``reassoc`` (see ``_config``).
+ELEMENTWISE_KERNELS = {
+    "_ncm_channel_normalize", "_ncm_channel_dx", "normalize_rc", "backward_dx_rc",
+    "normalize_ncm", "backward_dx_ncm",
+}
+
+
 def test_every_kernel_uses_the_shared_options():
     from bnproof.kernels import _config, _jit
 
@@ -722,6 +729,8 @@ def test_every_kernel_uses_the_shared_options():
         expected = dict(
             _config.PARALLEL_JIT_OPTIONS if opts.get("parallel") else _config.JIT_OPTIONS
         )
+        if d.__name__ in ELEMENTWISE_KERNELS:
+            expected["fastmath"] = _config.ELEMENTWISE_FASTMATH
         # cache=True shows as an on-disk cache, not as a target option
         assert expected.pop("cache") is True
         assert type(d._cache).__name__ == "FunctionCache", d.__name__

@@ -153,3 +153,90 @@ def test_pure_python_mode_never_streams():
     )
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def _misaligned(shape, dtype, shift):
+    raw = np.full(int(np.prod(shape)) + shift + 16, np.nan, dtype=dtype)
+    return raw, raw[shift:shift + int(np.prod(shape))].reshape(shape)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (300, 64), (97, 129), (5, 300), (2, 1), (70001, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_rows_by_channels_streamed_outputs_are_bit_identical(shape, dtype, shift):
+    # groups of rows (C < SEGMENT; rows not a multiple of the group; several
+    # tiles for (70001, 3)) and rows cut into segments (C >= SEGMENT)
+    rng = np.random.default_rng(sum(shape) + shift)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    channels = shape[1]
+    mu, scale, beta, k = (rng.standard_normal(channels) for _ in range(4))
+    plain = np.empty_like(x)
+    _jit.normalize_rc(x, mu, scale, beta, plain, False)
+    raw, streamed = _misaligned(shape, dtype, shift)
+    _jit.normalize_rc(x, mu, scale, beta, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+    _jit.backward_dx_rc(dy, x, mu, scale, beta, k, plain, False)
+    raw, streamed = _misaligned(shape, dtype, shift)
+    _jit.backward_dx_rc(dy, x, mu, scale, beta, k, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 33), (3, 2, 4096 + 5), (2, 4, 1), (6, 5, 200), (65, 3, 100)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_channels_first_unfused_streamed_outputs_are_bit_identical(shape, dtype, shift):
+    rng = np.random.default_rng(sum(shape) + 7 * shift)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    channels = shape[1]
+    mu, scale, beta, k = (rng.standard_normal(channels) for _ in range(4))
+    plain = np.empty_like(x)
+    _jit.normalize_ncm(x, mu, scale, beta, plain, False)
+    raw, streamed = _misaligned(shape, dtype, shift)
+    _jit.normalize_ncm(x, mu, scale, beta, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+    _jit.backward_dx_ncm(dy, x, mu, scale, beta, k, plain, False)
+    raw, streamed = _misaligned(shape, dtype, shift)
+    _jit.backward_dx_ncm(dy, x, mu, scale, beta, k, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+
+
+@pytest.mark.parametrize("shape, channel_axis", [((64, 5), 1), ((8, 6, 7, 5), -1), ((8, 4, 6, 7), 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_public_unfused_paths_stream_above_threshold(monkeypatch, shape, channel_axis, training):
+    # (N, C), channels-last and channels-first with few channels; training and inference
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) + 2).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    channels = shape[channel_axis]
+    w = rng.normal(1.0, 0.2, channels).astype(np.float32)
+    b = rng.normal(0.0, 0.2, channels).astype(np.float32)
+
+    def run():
+        rm = np.full(channels, 0.5, np.float32)
+        rv = np.full(channels, 1.5, np.float32)
+        y, mean, invstd = batch_norm_forward(x, w, b, rm, rv, training=training,
+                                             channel_axis=channel_axis)
+        grads = batch_norm_backward(dy, x, w, mean, invstd, training=training,
+                                    channel_axis=channel_axis)
+        return (y, mean, invstd, *grads)
+
+    plain = run()
+    flags = []
+    original = _jit._streams
+
+    def spy(out):
+        flags.append(original(out))
+        return flags[-1]
+
+    monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_jit, "_streams", spy)
+    got = run()
+    assert flags and all(flags)
+    for a, b_ in zip(plain, got, strict=True):
+        np.testing.assert_array_equal(a, b_)

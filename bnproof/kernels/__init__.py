@@ -7,8 +7,7 @@ Numba threading layer); inputs below 131072 values run on one thread.
 Outputs of 32 MiB or more reuse the memory of earlier outputs that are no
 longer referenced, which spares the operating system's zero-filling of
 fresh pages (about as costly as the whole kernel at that size); on x86-64
-the channels-first training forward and backward write them with streaming
-stores (see ``_stream``).
+they are written with streaming stores (see ``_stream``).
 
 Functions
 ---------

@@ -24,6 +24,14 @@ assume they are absent. The flags that are on:
 ``afn`` (approximate ``sqrt`` and friends) stays off: the inverse standard
 deviation is computed once per channel and must be correctly rounded.
 
+Elementwise kernels (``jit(elementwise=True)``: normalize, input gradient)
+run without ``reassoc`` (:data:`ELEMENTWISE_FASTMATH`). They have no
+reduction to vectorize, and ``reassoc`` would let LLVM regroup
+``dy - mean_dy - (x - mu) k`` differently in two loops that compute it (the
+streamed and the plain output loop gave float64 results one ulp apart).
+Without it, every loop evaluates the expression as written, contracted to
+the same fused multiply-adds, so all paths give the same bits.
+
 ``cache=True`` is on purpose: compiled kernels are written next to the source
 (or to Numba's user cache folder when that is read-only), so a new process
 loads them in milliseconds instead of compiling for seconds. Nothing compiles
@@ -34,6 +42,9 @@ from __future__ import annotations
 
 #: LLVM fast-math flags for every kernel: no ``nnan``/``ninf``/``afn``.
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
+
+#: Fast-math flags of elementwise kernels: :data:`FASTMATH` without ``reassoc``.
+ELEMENTWISE_FASTMATH = FASTMATH - {"reassoc"}
 
 #: Keyword arguments of :func:`numba.njit` for every kernel.
 JIT_OPTIONS = {
@@ -48,13 +59,15 @@ JIT_OPTIONS = {
 PARALLEL_JIT_OPTIONS = {**JIT_OPTIONS, "parallel": True}
 
 
-def jit(*, parallel: bool = False):
+def jit(*, parallel: bool = False, elementwise: bool = False):
     """Return the :func:`numba.njit` decorator with this package's options.
 
     Parameters
     ----------
     parallel : bool, default False
         Compile ``prange`` loops to run on Numba's thread pool.
+    elementwise : bool, default False
+        The kernel has no reduction: use :data:`ELEMENTWISE_FASTMATH`.
 
     Returns
     -------
@@ -63,6 +76,8 @@ def jit(*, parallel: bool = False):
     """
     import numba
 
-    options = PARALLEL_JIT_OPTIONS if parallel else JIT_OPTIONS
+    options = dict(PARALLEL_JIT_OPTIONS if parallel else JIT_OPTIONS)
+    if elementwise:
+        options["fastmath"] = ELEMENTWISE_FASTMATH
     return numba.njit(**{k: (set(v) if isinstance(v, frozenset | set) else v)
                          for k, v in options.items()})

@@ -47,7 +47,7 @@ import numpy as np
 from numba import prange
 
 from ._config import jit
-from ._stream import flush_row, store_fence
+from ._stream import LINE, flush_row, store_fence
 
 #: Values per statistics unit: 16 KiB of float32 or 32 KiB of float64, so the
 #: second pass over a unit reads from the L1 cache.
@@ -253,7 +253,7 @@ def _ncm_channel_sums(dy, x, c, mu, runs, pieces, n_units):
     return s_dy, s_dyx
 
 
-@jit()
+@jit(elementwise=True)
 def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
     """``out[:, c] = (x[:, c] - mu) * scale + beta``, float64 then rounded once.
 
@@ -276,7 +276,7 @@ def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
                 out[au, cu, ju] = (np.float64(x[au, cu, ju]) - mu) * scale + beta
 
 
-@jit()
+@jit(elementwise=True)
 def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out, buf, stream):
     """``out[:, c] = scale (dy - mean_dy - (x - mu) k)``, float64 then rounded once.
 
@@ -440,19 +440,75 @@ def _moments_rc_two_pass(x):
     return mu, m2
 
 
-@jit(parallel=True)
-def normalize_rc(x, mu, scale, beta, out):
-    """``out = (x - mu) * scale + beta`` per channel, float64 then rounded once."""
+@jit()
+def _rc_group(channels, itemsize):
+    """Rows per flat run of an ``(R, C)`` array.
+
+    About ``SEGMENT // C`` rows, rounded to a multiple of the rows after
+    which a run ends on a 64-byte line (so that runs of a line-aligned
+    output never share a line); one row when ``C >= SEGMENT``.
+    """
+    if channels >= SEGMENT:
+        return 1
+    per_line = LINE // itemsize
+    a, b = channels, per_line
+    while b:
+        a, b = b, a % b
+    aligned = per_line // a  # rows whose values fill whole lines
+    return max(aligned, SEGMENT // channels // aligned * aligned)
+
+
+@jit()
+def _rc_pattern(values, channels, group):
+    """Per-channel ``values`` repeated for ``group`` rows (flat, float64)."""
+    pattern = np.empty(group * channels)
+    for rr in range(group):
+        for c in range(channels):
+            pattern[_u(rr * channels + c)] = values[_u(c)]
+    return pattern
+
+
+@jit(parallel=True, elementwise=True)
+def normalize_rc(x, mu, scale, beta, out, stream):
+    """``out = (x - mu) * scale + beta`` per channel, float64 then rounded once.
+
+    Rows are C-contiguous, so a group of :func:`_rc_group` rows is one flat
+    run, processed ``SEGMENT`` values at a time; the per-channel factors are
+    repeated to the run's length, so the inner loop is contiguous whatever
+    ``C`` is (a loop over three channels would not vectorize). ``stream``: write ``out`` with
+    streaming stores, see :mod:`._stream`.
+    """
     rows, channels = x.shape
-    rb, _, n_rb, _ = _rc_tiling(rows, channels)
+    g = _rc_group(channels, out.itemsize)
+    rb = (_rc_tiling(rows, channels)[0] + g - 1) // g * g  # tiles start on a line
+    n_rb = (rows + rb - 1) // rb
+    pm = _rc_pattern(mu, channels, g)
+    ps = _rc_pattern(scale, channels, g)
+    pb = _rc_pattern(beta, channels, g)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
     for i in prange(n_rb):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
         r0 = i * rb
         r1 = min(rows, r0 + rb)
-        for r in range(r0, r1):
-            ru = _u(r)
-            for c in range(channels):
-                q = _u(c)
-                out[ru, q] = (np.float64(x[ru, q]) - mu[q]) * scale[q] + beta[q]
+        for r in range(r0, r1, g):
+            base = r * channels
+            n_all = min(g, r1 - r) * channels
+            if not stream:
+                for jj in range(n_all):
+                    j = _u(jj)
+                    v = _u(base + jj)
+                    of[v] = (np.float64(xf[v]) - pm[j]) * ps[j] + pb[j]
+                continue
+            for j0 in range(0, n_all, SEGMENT):
+                n = min(SEGMENT, n_all - j0)
+                o = base + j0
+                for jj in range(n):
+                    j = _u(j0 + jj)
+                    buf[_u(jj)] = (np.float64(xf[_u(o + jj)]) - pm[j]) * ps[j] + pb[j]
+                flush_row(of[o:o + n], buf, n)
+        if stream:
+            store_fence()
 
 
 @jit(parallel=True)
@@ -511,20 +567,48 @@ def backward_sums_rc(dy, x, mu):
     return s_dy, s_dyx
 
 
-@jit(parallel=True)
-def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out):
-    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel."""
+@jit(parallel=True, elementwise=True)
+def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
+    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel.
+
+    Flat runs and ``stream`` as in :func:`normalize_rc`.
+    """
     rows, channels = x.shape
-    rb, _, n_rb, _ = _rc_tiling(rows, channels)
+    g = _rc_group(channels, out.itemsize)
+    rb = (_rc_tiling(rows, channels)[0] + g - 1) // g * g  # tiles start on a line
+    n_rb = (rows + rb - 1) // rb
+    pm = _rc_pattern(mu, channels, g)
+    ps = _rc_pattern(scale, channels, g)
+    pd = _rc_pattern(mean_dy, channels, g)
+    pk = _rc_pattern(k, channels, g)
+    xf = x.reshape(-1)
+    gf = dy.reshape(-1)
+    of = out.reshape(-1)
     for i in prange(n_rb):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
         r0 = i * rb
         r1 = min(rows, r0 + rb)
-        for r in range(r0, r1):
-            ru = _u(r)
-            for c in range(channels):
-                q = _u(c)
-                xm = np.float64(x[ru, q]) - mu[q]
-                out[ru, q] = scale[q] * (np.float64(dy[ru, q]) - mean_dy[q] - xm * k[q])
+        for r in range(r0, r1, g):
+            base = r * channels
+            n_all = min(g, r1 - r) * channels
+            if not stream:
+                for jj in range(n_all):
+                    j = _u(jj)
+                    v = _u(base + jj)
+                    xm = np.float64(xf[v]) - pm[j]
+                    of[v] = ps[j] * (np.float64(gf[v]) - pd[j] - xm * pk[j])
+                continue
+            for j0 in range(0, n_all, SEGMENT):
+                n = min(SEGMENT, n_all - j0)
+                o = base + j0
+                for jj in range(n):
+                    j = _u(j0 + jj)
+                    v = _u(o + jj)
+                    xm = np.float64(xf[v]) - pm[j]
+                    buf[_u(jj)] = ps[j] * (np.float64(gf[v]) - pd[j] - xm * pk[j])
+                flush_row(of[o:o + n], buf, n)
+        if stream:
+            store_fence()
 
 
 # --------------------------------------------------------------------------- #
@@ -567,24 +651,51 @@ def moments_ncm(x):
     return mu, m2
 
 
-@jit(parallel=True)
-def normalize_ncm(x, mu, scale, beta, out):
-    """``out = (x - mu) * scale + beta`` per channel of ``(A, C, B)`` arrays."""
-    a_len, channels, b_len = x.shape
+@jit()
+def _ncm_task_groups(a_len, channels, b_len):
+    """``(pieces per run, tasks per group, tasks, groups)`` of an ``(A, C, B)`` array.
+
+    A task is one piece (at most ``UNIT`` values) of one run ``[a, c, :]``;
+    a group is about ``UNIT`` values of consecutive tasks, so that short
+    runs do not cost a parallel task each.
+    """
     pieces = (b_len + UNIT - 1) // UNIT
-    for t in prange(a_len * channels * pieces):
-        p = t % pieces
-        ac = t // pieces
-        cu = _u(ac % channels)
-        au = _u(ac // channels)
-        b0 = p * UNIT
-        nb = min(b_len, b0 + UNIT) - b0
-        m = mu[cu]
-        s = scale[cu]
-        sh = beta[cu]
-        for jj in range(nb):
-            j = _u(b0 + jj)
-            out[au, cu, j] = (np.float64(x[au, cu, j]) - m) * s + sh
+    per = max(1, UNIT // min(b_len, UNIT))
+    n_tasks = a_len * channels * pieces
+    return pieces, per, n_tasks, (n_tasks + per - 1) // per
+
+
+@jit(parallel=True, elementwise=True)
+def normalize_ncm(x, mu, scale, beta, out, stream):
+    """``out = (x - mu) * scale + beta`` per channel of ``(A, C, B)`` arrays.
+
+    ``stream``: write ``out`` with streaming stores (see :mod:`._stream`).
+    """
+    a_len, channels, b_len = x.shape
+    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len)
+    for grp in prange(n_groups):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
+        for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
+            ac = t // pieces
+            cu = _u(ac % channels)
+            au = _u(ac // channels)
+            b0 = (t % pieces) * UNIT
+            b1 = min(b_len, b0 + UNIT)
+            m = mu[cu]
+            sc = scale[cu]
+            sh = beta[cu]
+            if stream:
+                for s0 in range(b0, b1, SEGMENT):
+                    n = min(SEGMENT, b1 - s0)
+                    for jj in range(n):
+                        buf[_u(jj)] = (np.float64(x[au, cu, _u(s0 + jj)]) - m) * sc + sh
+                    flush_row(out[au, cu, s0:s0 + n], buf, n)
+            else:
+                for j in range(b0, b1):
+                    ju = _u(j)
+                    out[au, cu, ju] = (np.float64(x[au, cu, ju]) - m) * sc + sh
+        if stream:
+            store_fence()
 
 
 @jit(parallel=True)
@@ -639,26 +750,41 @@ def backward_sums_ncm(dy, x, mu):
     return s_dy, s_dyx
 
 
-@jit(parallel=True)
-def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out):
-    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel of ``(A, C, B)``."""
+@jit(parallel=True, elementwise=True)
+def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
+    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel of ``(A, C, B)``.
+
+    Task groups and ``stream`` as in :func:`normalize_ncm`.
+    """
     a_len, channels, b_len = x.shape
-    pieces = (b_len + UNIT - 1) // UNIT
-    for t in prange(a_len * channels * pieces):
-        p = t % pieces
-        ac = t // pieces
-        cu = _u(ac % channels)
-        au = _u(ac // channels)
-        b0 = p * UNIT
-        nb = min(b_len, b0 + UNIT) - b0
-        m = mu[cu]
-        s = scale[cu]
-        md = mean_dy[cu]
-        kc = k[cu]
-        for jj in range(nb):
-            j = _u(b0 + jj)
-            xm = np.float64(x[au, cu, j]) - m
-            out[au, cu, j] = s * (np.float64(dy[au, cu, j]) - md - xm * kc)
+    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len)
+    for grp in prange(n_groups):
+        buf = np.empty(SEGMENT if stream else 0, out.dtype)
+        for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
+            ac = t // pieces
+            cu = _u(ac % channels)
+            au = _u(ac // channels)
+            b0 = (t % pieces) * UNIT
+            b1 = min(b_len, b0 + UNIT)
+            m = mu[cu]
+            sc = scale[cu]
+            md = mean_dy[cu]
+            kc = k[cu]
+            if stream:
+                for s0 in range(b0, b1, SEGMENT):
+                    n = min(SEGMENT, b1 - s0)
+                    for jj in range(n):
+                        ju = _u(s0 + jj)
+                        xm = np.float64(x[au, cu, ju]) - m
+                        buf[_u(jj)] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+                    flush_row(out[au, cu, s0:s0 + n], buf, n)
+            else:
+                for j in range(b0, b1):
+                    ju = _u(j)
+                    xm = np.float64(x[au, cu, ju]) - m
+                    out[au, cu, ju] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+        if stream:
+            store_fence()
 
 
 @jit(parallel=True)
@@ -712,9 +838,9 @@ def moments(x):
 def normalize(x, mu, scale, beta, out):
     """Write ``(x - mu) * scale + beta`` into ``out``."""
     if x.ndim == 2:
-        normalize_rc(x, mu, scale, beta, out)
+        normalize_rc(x, mu, scale, beta, out, _streams(out))
     else:
-        normalize_ncm(x, mu, scale, beta, out)
+        normalize_ncm(x, mu, scale, beta, out, _streams(out))
 
 
 def forward_train(x, gamma, beta, eps, out):
@@ -743,7 +869,7 @@ def backward_train(dy, x, mu, invstd, gamma, out):
     mean_dy = s_dy / count
     k = invstd * invstd * s_dyx / count
     if x.ndim == 2:
-        backward_dx_rc(dy, x, mu, scale, mean_dy, k, out)
+        backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, _streams(out))
     else:
-        backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out)
+        backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, _streams(out))
     return s_dy, s_dyx
