@@ -55,88 +55,63 @@ def test_flush_row_stops_at_n_even_when_buf_is_longer():
     assert np.all(backing[:32] == 1.0) and np.all(backing[32:] == 0.0)
 
 
-@pytest.mark.parametrize("shape", [(5, 16, 33), (3, 17, 4096 + 5), (2, 20, 1), (64, 16, 64)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shift", [0, 1])
-def test_fused_forward_streamed_is_bit_identical(shape, dtype, shift):
-    rng = np.random.default_rng(sum(shape))
-    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
-    gamma = rng.normal(1.0, 0.2, shape[1])
-    beta = rng.normal(0.0, 0.2, shape[1])
-    plain = np.empty_like(x)
-    ref = _jit.forward_ncm_fused(x, gamma, beta, 1e-5, plain, False)
-    raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
-    streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
-    got = _jit.forward_ncm_fused(x, gamma, beta, 1e-5, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
-    for a, b in zip(ref, got, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
-
-
-@pytest.mark.parametrize("shape", [(5, 16, 33), (3, 17, 4096 + 5), (2, 20, 1), (64, 16, 64)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shift", [0, 1])
-def test_fused_backward_streamed_is_bit_identical(shape, dtype, shift):
-    rng = np.random.default_rng(sum(shape) + 1)
-    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    gamma = rng.normal(1.0, 0.2, shape[1])
+def _fused_args(kind, x, rng):
+    """Arguments of the fused channels-first kernel ``kind`` before ``out``."""
+    gamma = rng.normal(1.0, 0.2, x.shape[1])
+    if kind == "forward":
+        return _jit.forward_ncm_fused, (x, gamma, rng.normal(0.0, 0.2, x.shape[1]), 1e-5)
+    dy = rng.standard_normal(x.shape).astype(x.dtype)
     mu = x.astype(np.float64).mean(axis=(0, 2))
     invstd = 1.0 / np.sqrt(x.astype(np.float64).var(axis=(0, 2)) + 1e-5)
+    return _jit.backward_ncm_fused, (dy, x, mu, invstd, gamma)
+
+
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+@pytest.mark.parametrize("shape", [(5, 16, 33), (3, 17, 4096 + 5), (2, 20, 1), (64, 16, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_fused_streamed_is_bit_identical(kind, shape, dtype, shift):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    kernel, args = _fused_args(kind, x, rng)
     plain = np.empty_like(x)
-    ref = _jit.backward_ncm_fused(dy, x, mu, invstd, gamma, plain, False)
+    ref = kernel(*args, plain, False)
     raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
     streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
-    got = _jit.backward_ncm_fused(dy, x, mu, invstd, gamma, streamed, True)
+    got = kernel(*args, streamed, True)
     np.testing.assert_array_equal(streamed, plain)
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
 
 
-def test_public_backward_streams_above_threshold(monkeypatch):
-    rng = np.random.default_rng(2)
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+def test_public_fused_passes_stream_above_threshold(monkeypatch, kind):
+    rng = np.random.default_rng(1)
     x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     w = rng.normal(1.0, 0.2, 32).astype(np.float32)
-    _, mean, invstd = batch_norm_forward(x, w)
-    plain = batch_norm_backward(dy, x, w, mean, invstd)
-    calls = []
-    original = _jit.backward_ncm_fused
-
-    def spy(*args):
-        calls.append(args[-1])
-        return original(*args)
-
-    monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(_jit, "backward_ncm_fused", spy)
-    got = batch_norm_backward(dy, x, w, mean, invstd)
-    assert calls == [True]
-    for a, b in zip(plain, got, strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_public_forward_streams_above_threshold(monkeypatch):
-    rng = np.random.default_rng(1)
-    x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
-    w = rng.normal(1.0, 0.2, 32).astype(np.float32)
     b = rng.normal(0.0, 0.2, 32).astype(np.float32)
-    y_plain, mean_plain, invstd_plain = batch_norm_forward(x, w, b)
+
+    def run():
+        y, mean, invstd = batch_norm_forward(x, w, b)
+        return (y, mean, invstd, *batch_norm_backward(dy, x, w, mean, invstd))
+
+    plain = run()
+    name = f"{kind}_ncm_fused"
     calls = []
-    original = _jit.forward_ncm_fused
+    original = getattr(_jit, name)
 
     def spy(*args):
         calls.append(args[-1])
         return original(*args)
 
     monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(_jit, "forward_ncm_fused", spy)
-    y, mean, invstd = batch_norm_forward(x, w, b)
+    monkeypatch.setattr(_jit, name, spy)
+    got = run()
     assert calls == [True]
-    np.testing.assert_array_equal(y, y_plain)
-    np.testing.assert_array_equal(mean, mean_plain)
-    np.testing.assert_array_equal(invstd, invstd_plain)
+    for a, b_ in zip(plain, got, strict=True):
+        np.testing.assert_array_equal(a, b_)
 
 
 def test_pure_python_mode_never_streams():
@@ -155,9 +130,21 @@ def test_pure_python_mode_never_streams():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
 
-def _misaligned(shape, dtype, shift):
-    raw = np.full(int(np.prod(shape)) + shift + 16, np.nan, dtype=dtype)
-    return raw, raw[shift:shift + int(np.prod(shape))].reshape(shape)
+def _assert_streamed_outputs_match(normalize, dx, shape, dtype, shift):
+    """Both elementwise kernels give the same bits streamed (into a view shifted
+    by ``shift`` elements) as plain, and write nothing outside the view."""
+    rng = np.random.default_rng(sum(shape) + 7 * shift)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    mu, scale, beta, k = (rng.standard_normal(shape[1]) for _ in range(4))
+    for kernel, args in ((normalize, (x, mu, scale, beta)), (dx, (dy, x, mu, scale, beta, k))):
+        plain = np.empty_like(x)
+        kernel(*args, plain, False)
+        raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
+        streamed = raw[shift:shift + x.size].reshape(shape)
+        kernel(*args, streamed, True)
+        np.testing.assert_array_equal(streamed, plain)
+        assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
 
 
 @pytest.mark.parametrize("shape", [(7, 3), (300, 64), (97, 129), (5, 300), (2, 1), (70001, 3)])
@@ -166,44 +153,15 @@ def _misaligned(shape, dtype, shift):
 def test_rows_by_channels_streamed_outputs_are_bit_identical(shape, dtype, shift):
     # groups of rows (C < SEGMENT; rows not a multiple of the group; several
     # tiles for (70001, 3)) and rows cut into segments (C >= SEGMENT)
-    rng = np.random.default_rng(sum(shape) + shift)
-    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    channels = shape[1]
-    mu, scale, beta, k = (rng.standard_normal(channels) for _ in range(4))
-    plain = np.empty_like(x)
-    _jit.normalize_rc(x, mu, scale, beta, plain, False)
-    raw, streamed = _misaligned(shape, dtype, shift)
-    _jit.normalize_rc(x, mu, scale, beta, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
-    _jit.backward_dx_rc(dy, x, mu, scale, beta, k, plain, False)
-    raw, streamed = _misaligned(shape, dtype, shift)
-    _jit.backward_dx_rc(dy, x, mu, scale, beta, k, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+    _assert_streamed_outputs_match(_jit.normalize_rc, _jit.backward_dx_rc, shape, dtype, shift)
 
 
 @pytest.mark.parametrize("shape", [(5, 3, 33), (3, 2, 4096 + 5), (2, 4, 1), (6, 5, 200), (65, 3, 100)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shift", [0, 1])
 def test_channels_first_unfused_streamed_outputs_are_bit_identical(shape, dtype, shift):
-    rng = np.random.default_rng(sum(shape) + 7 * shift)
-    x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    channels = shape[1]
-    mu, scale, beta, k = (rng.standard_normal(channels) for _ in range(4))
-    plain = np.empty_like(x)
-    _jit.normalize_ncm(x, mu, scale, beta, plain, False)
-    raw, streamed = _misaligned(shape, dtype, shift)
-    _jit.normalize_ncm(x, mu, scale, beta, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
-    _jit.backward_dx_ncm(dy, x, mu, scale, beta, k, plain, False)
-    raw, streamed = _misaligned(shape, dtype, shift)
-    _jit.backward_dx_ncm(dy, x, mu, scale, beta, k, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+    # long runs cut into pieces, and short runs grouped into tasks
+    _assert_streamed_outputs_match(_jit.normalize_ncm, _jit.backward_dx_ncm, shape, dtype, shift)
 
 
 @pytest.mark.parametrize("shape, channel_axis", [((64, 5), 1), ((8, 6, 7, 5), -1), ((8, 4, 6, 7), 1)])

@@ -459,6 +459,18 @@ def _rc_group(channels, itemsize):
 
 
 @jit()
+def _rc_run_tiling(rows, channels, itemsize):
+    """``(rows per run, rows per tile, tiles)`` of an elementwise ``(R, C)`` kernel.
+
+    Tiles are whole runs, so on a line-aligned output each tile (thread
+    task) starts on a line too.
+    """
+    g = _rc_group(channels, itemsize)
+    rb = (_rc_tiling(rows, channels)[0] + g - 1) // g * g
+    return g, rb, (rows + rb - 1) // rb
+
+
+@jit()
 def _rc_pattern(values, channels, group):
     """Per-channel ``values`` repeated for ``group`` rows (flat, float64)."""
     pattern = np.empty(group * channels)
@@ -479,9 +491,7 @@ def normalize_rc(x, mu, scale, beta, out, stream):
     streaming stores, see :mod:`._stream`.
     """
     rows, channels = x.shape
-    g = _rc_group(channels, out.itemsize)
-    rb = (_rc_tiling(rows, channels)[0] + g - 1) // g * g  # tiles start on a line
-    n_rb = (rows + rb - 1) // rb
+    g, rb, n_rb = _rc_run_tiling(rows, channels, out.itemsize)
     pm = _rc_pattern(mu, channels, g)
     ps = _rc_pattern(scale, channels, g)
     pb = _rc_pattern(beta, channels, g)
@@ -574,9 +584,7 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
     Flat runs and ``stream`` as in :func:`normalize_rc`.
     """
     rows, channels = x.shape
-    g = _rc_group(channels, out.itemsize)
-    rb = (_rc_tiling(rows, channels)[0] + g - 1) // g * g  # tiles start on a line
-    n_rb = (rows + rb - 1) // rb
+    g, rb, n_rb = _rc_run_tiling(rows, channels, out.itemsize)
     pm = _rc_pattern(mu, channels, g)
     ps = _rc_pattern(scale, channels, g)
     pd = _rc_pattern(mean_dy, channels, g)
@@ -665,6 +673,14 @@ def _ncm_task_groups(a_len, channels, b_len):
     return pieces, per, n_tasks, (n_tasks + per - 1) // per
 
 
+@jit()
+def _ncm_task(t, pieces, channels, b_len):
+    """Run ``(a, c)`` (unsigned) and value range ``[b0, b1)`` of task ``t``."""
+    ac = t // pieces
+    b0 = (t % pieces) * UNIT
+    return _u(ac // channels), _u(ac % channels), b0, min(b_len, b0 + UNIT)
+
+
 @jit(parallel=True, elementwise=True)
 def normalize_ncm(x, mu, scale, beta, out, stream):
     """``out = (x - mu) * scale + beta`` per channel of ``(A, C, B)`` arrays.
@@ -676,11 +692,7 @@ def normalize_ncm(x, mu, scale, beta, out, stream):
     for grp in prange(n_groups):
         buf = np.empty(SEGMENT if stream else 0, out.dtype)
         for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
-            ac = t // pieces
-            cu = _u(ac % channels)
-            au = _u(ac // channels)
-            b0 = (t % pieces) * UNIT
-            b1 = min(b_len, b0 + UNIT)
+            au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
             m = mu[cu]
             sc = scale[cu]
             sh = beta[cu]
@@ -761,11 +773,7 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
     for grp in prange(n_groups):
         buf = np.empty(SEGMENT if stream else 0, out.dtype)
         for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
-            ac = t // pieces
-            cu = _u(ac % channels)
-            au = _u(ac // channels)
-            b0 = (t % pieces) * UNIT
-            b1 = min(b_len, b0 + UNIT)
+            au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
             m = mu[cu]
             sc = scale[cu]
             md = mean_dy[cu]
