@@ -134,11 +134,22 @@ def test_no_affine_means_unit_weight_and_no_gradients(rng):
 
 
 def test_large_spatial_runs_and_many_blocks(rng):
-    # runs longer than one statistics block and channels split into many blocks
-    for shape in [(2, 3, 40000), (300, 20, 70), (40000, 3)]:
+    # runs longer than one statistics block, channels split into many blocks,
+    # short runs in tiles of samples (several tiles; a sample cut into
+    # channel blocks) and the fused one-channel-per-thread path
+    for shape in [(2, 3, 40000), (300, 20, 70), (3, 300, 300), (6, 20, 1100), (40000, 3)]:
         x, w, b = make(rng, shape, 1, np.float64, offset=50.0)
         y, _, _ = batch_norm_forward(x, w, b)
         assert_close(y, naive_forward(x, w, b, 1e-5, 1)[0], np.float64)
+
+
+def test_test_shapes_cover_both_channels_first_strategies():
+    # the shapes above with 20 channels must keep reaching both code paths
+    from bnproof.kernels import _jit
+
+    assert _jit._fused(np.empty((6, 20, 1100))) and _jit._fused(np.empty((4, 20, 1100)))
+    assert not _jit._fused(np.empty((40, 20, 300))) and _jit._short_runs(np.empty((40, 20, 300)))
+    assert not _jit._fused(np.empty((3, 300, 300)))
 
 
 def test_non_contiguous_inputs_give_the_same_result(rng):
@@ -349,7 +360,9 @@ def test_variance_is_never_negative_at_large_offsets(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("shape", "axis"), [((5000, 3), 1), ((40, 20, 300), 1), ((3, 4, 9000), 1)])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((5000, 3), 1), ((40, 20, 300), 1), ((4, 20, 1100), 1), ((3, 4, 9000), 1)]
+)
 def test_outlier_first_value_keeps_full_accuracy(rng, shape, axis, dtype):
     # statistics are taken about each channel's first value K; when K is an
     # outlier (|K - mu| >> std) the one-pass sums cancel and the kernels must
@@ -375,7 +388,8 @@ def test_outlier_first_value_keeps_full_accuracy(rng, shape, axis, dtype):
 
 @pytest.mark.parametrize("offset", [0.0, 1e3, 1e6])
 @pytest.mark.parametrize(
-    ("shape", "axis"), [((4000, 3), 1), ((40, 20, 300), 1), ((8, 9, 9, 20), -1)]
+    ("shape", "axis"),
+    [((4000, 3), 1), ((40, 20, 300), 1), ((6, 20, 1100), 1), ((8, 9, 9, 20), -1)],
 )
 def test_float32_backward_stays_at_the_rounding_floor(rng, shape, axis, offset):
     # issue: backward within the same order as the float64 reference; each dx
@@ -611,7 +625,7 @@ def test_results_are_bit_identical_for_any_thread_count(rng, monkeypatch):
     # every size runs on the whole pool here (small inputs normally use one thread)
     monkeypatch.setattr(_batch_norm, "PARALLEL_MIN_SIZE", 0)
     cases = [((300, 20, 70), 1), ((40000, 3), 1), ((64, 6, 6, 40), -1), ((4, 4, 40000), 1),
-             ((128, 24, 32), 1)]
+             ((128, 24, 32), 1), ((3, 300, 300), 1), ((8, 20, 1100), 1)]
     saved = numba.get_num_threads()
     try:
         for shape, axis in cases:

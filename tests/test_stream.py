@@ -88,10 +88,11 @@ def test_fused_streamed_is_bit_identical(kind, shape, dtype, shift):
 @pytest.mark.parametrize("kind", ["forward", "backward"])
 def test_public_fused_passes_stream_above_threshold(monkeypatch, kind):
     rng = np.random.default_rng(1)
-    x = (rng.standard_normal((8, 32, 6, 7)) + 2).astype(np.float32)
+    x = (rng.standard_normal((3, 16, 32, 33)) + 2).astype(np.float32)  # runs >= SHORT_RUN
+    assert x.shape[2] * x.shape[3] >= _jit.SHORT_RUN
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    w = rng.normal(1.0, 0.2, 32).astype(np.float32)
-    b = rng.normal(0.0, 0.2, 32).astype(np.float32)
+    w = rng.normal(1.0, 0.2, 16).astype(np.float32)
+    b = rng.normal(0.0, 0.2, 16).astype(np.float32)
 
     def run():
         y, mean, invstd = batch_norm_forward(x, w, b)
@@ -156,11 +157,14 @@ def test_rows_by_channels_streamed_outputs_are_bit_identical(shape, dtype, shift
     _assert_streamed_outputs_match(_jit.normalize_rc, _jit.backward_dx_rc, shape, dtype, shift)
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 33), (3, 2, 4096 + 5), (2, 4, 1), (6, 5, 200), (65, 3, 100)])
+@pytest.mark.parametrize(
+    "shape", [(5, 3, 33), (3, 2, 4096 + 5), (2, 4, 1), (6, 5, 200), (65, 3, 100), (300, 7, 49)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shift", [0, 1])
 def test_channels_first_unfused_streamed_outputs_are_bit_identical(shape, dtype, shift):
-    # long runs cut into pieces, and short runs grouped into tasks
+    # long runs cut into pieces, and short runs grouped into tasks (one flat
+    # stretch per group, filled across run boundaries)
     _assert_streamed_outputs_match(_jit.normalize_ncm, _jit.backward_dx_ncm, shape, dtype, shift)
 
 

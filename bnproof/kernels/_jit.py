@@ -15,6 +15,9 @@ channels-first ``(A, C, B)``
     unit results are combined in unit order. With at least :data:`FUSED_MIN_CHANNELS`
     channels, one thread handles one channel at a time, statistics and then
     output, so the channel's slice is still in cache for the second pass.
+    Short runs (``B <`` :data:`SHORT_RUN`) are read in memory order
+    instead: tiles of whole samples reduce run by run into per-channel
+    slots, merged in tile order, and the output is written run after run.
 
 Unit and tile sizes depend on the shape only, never on the number of
 threads, and merges run in a fixed order: results are bit-identical for any
@@ -83,6 +86,16 @@ RC_TILE_VALUES = 16 * UNIT
 #: output of one channel on one thread (cache-resident second pass); fewer
 #: channels are split into units so that every thread has work.
 FUSED_MIN_CHANNELS = 16
+
+#: Channels-first inputs with runs shorter than this (``B < SHORT_RUN``, e.g.
+#: 7 x 7 or 14 x 14 feature maps) are processed in memory order, a tile of
+#: whole samples at a time, instead of one channel (``A`` runs scattered
+#: ``C * B`` values apart) at a time: on a (256, 512, 7, 7) float32 input
+#: the training forward took 2.5 ms instead of 3.3 ms and forward plus
+#: backward 7.3 ms instead of 12.5 ms; on (334, 64, 28, 28) 16.6 ms instead
+#: of 17.1 ms. From 1024 values per run (32 x 32) the fused per-channel
+#: kernels are faster (14.3 against 16.1 ms on (256, 64, 32, 32)).
+SHORT_RUN = 1024
 
 #: One-pass statistics about the shift ``K`` are kept for a channel when
 #: ``m2 = S2 - S1^2 / n > ONE_PASS_MIN_RATIO * S2``; otherwise (``|mu - K|``
@@ -441,6 +454,16 @@ def _moments_rc_two_pass(x):
 
 
 @jit()
+def _runs_per_line_block(run, itemsize):
+    """Fewest runs of ``run`` values whose bytes are a whole number of lines."""
+    per_line = LINE // itemsize
+    a, b = run, per_line
+    while b:
+        a, b = b, a % b
+    return per_line // a
+
+
+@jit()
 def _rc_group(channels, itemsize):
     """Rows per flat run of an ``(R, C)`` array.
 
@@ -450,11 +473,7 @@ def _rc_group(channels, itemsize):
     """
     if channels >= SEGMENT:
         return 1
-    per_line = LINE // itemsize
-    a, b = channels, per_line
-    while b:
-        a, b = b, a % b
-    aligned = per_line // a  # rows whose values fill whole lines
+    aligned = _runs_per_line_block(channels, itemsize)
     return max(aligned, SEGMENT // channels // aligned * aligned)
 
 
@@ -625,6 +644,48 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
 
 
 @jit(parallel=True)
+def _ncm_finish_moments(x, part_s1, part_s2):
+    """``(mu, m2)`` from per-channel partial power sums ``part[c, k]`` about
+    ``K = x[0, c, 0]``, added in ``k`` order; two passes where that cancels."""
+    a_len, channels, b_len = x.shape
+    mu = np.empty(channels)
+    m2 = np.empty(channels)
+    for c in prange(channels):
+        cu = _u(c)
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(part_s1.shape[1]):
+            s1 += part_s1[cu, _u(k)]
+            s2 += part_s2[cu, _u(k)]
+        ok, d, q = _one_pass_ok(s1, s2, a_len * b_len)
+        if ok:
+            mu[c] = np.float64(x[0, cu, 0]) + d
+            m2[c] = q
+        else:
+            runs, pieces, n_units = _ncm_units(a_len, b_len)
+            mu[c], m2[c] = _ncm_channel_moments(x, c, runs, pieces, n_units)
+    return mu, m2
+
+
+@jit(parallel=True)
+def _sum_parts(part_a, part_b):
+    """Per-channel sums of ``part[c, k]`` over ``k``, in order."""
+    channels, n_parts = part_a.shape
+    sa = np.empty(channels)
+    sb = np.empty(channels)
+    for c in prange(channels):
+        cu = _u(c)
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(n_parts):
+            s1 += part_a[cu, _u(k)]
+            s2 += part_b[cu, _u(k)]
+        sa[c] = s1
+        sb[c] = s2
+    return sa, sb
+
+
+@jit(parallel=True)
 def moments_ncm(x):
     """Per-channel ``(mu, m2)`` of an ``(A, C, B)`` array, parallel over units.
 
@@ -642,33 +703,65 @@ def moments_ncm(x):
         p1, p2 = _ncm_unit_power_sums(x, c, np.float64(x[0, _u(c), 0]), a0, a1, b0, b1)
         part_s1[c, k] = p1
         part_s2[c, k] = p2
-    mu = np.empty(channels)
-    m2 = np.empty(channels)
-    for c in prange(channels):
-        s1 = 0.0
-        s2 = 0.0
-        for k in range(n_units):
-            s1 += part_s1[c, k]
-            s2 += part_s2[c, k]
-        ok, d, q = _one_pass_ok(s1, s2, a_len * b_len)
-        if ok:
-            mu[c] = np.float64(x[0, _u(c), 0]) + d
-            m2[c] = q
-        else:
-            mu[c], m2[c] = _ncm_channel_moments(x, c, runs, pieces, n_units)
-    return mu, m2
+    return _ncm_finish_moments(x, part_s1, part_s2)
 
 
 @jit()
-def _ncm_task_groups(a_len, channels, b_len):
+def _ncm_row_tiling(a_len, channels, b_len):
+    """Tiles of a short-run ``(A, C, B)`` array: ``(ab, cb, n_ab, n_cb)``.
+
+    A tile is ``ab`` whole samples (``cb = C``) or, when one sample has
+    more than ``RC_TILE_VALUES`` values, ``cb`` channels of one sample.
+    """
+    per_sample = channels * b_len
+    if per_sample <= RC_TILE_VALUES:
+        ab = RC_TILE_VALUES // per_sample
+        cb = channels
+    else:
+        ab = 1
+        cb = max(1, RC_TILE_VALUES // b_len)
+    return ab, cb, (a_len + ab - 1) // ab, (channels + cb - 1) // cb
+
+
+@jit(parallel=True)
+def moments_ncm_rows(x):
+    """Per-channel ``(mu, m2)`` of a short-run ``(A, C, B)`` array, in memory order.
+
+    Each tile (see :func:`_ncm_row_tiling`) adds the power sums of its runs
+    about ``K``, run by run in sample order, into its own slot; slots are
+    added in tile order. For inputs with ``B < SHORT_RUN``.
+    """
+    a_len, channels, b_len = x.shape
+    ab, cb, n_ab, n_cb = _ncm_row_tiling(a_len, channels, b_len)
+    part_s1 = np.zeros((channels, n_ab))
+    part_s2 = np.zeros((channels, n_ab))
+    for t in prange(n_ab * n_cb):
+        i = _u(t // n_cb)
+        c0 = (t % n_cb) * cb
+        for a in range(i * ab, min(a_len, (i + 1) * ab)):
+            for c in range(c0, min(channels, c0 + cb)):
+                cu = _u(c)
+                p1, p2 = _ncm_unit_power_sums(x, c, np.float64(x[0, cu, 0]), a, a + 1, 0, b_len)
+                part_s1[cu, i] += p1
+                part_s2[cu, i] += p2
+    return _ncm_finish_moments(x, part_s1, part_s2)
+
+
+@jit()
+def _ncm_task_groups(a_len, channels, b_len, itemsize):
     """``(pieces per run, tasks per group, tasks, groups)`` of an ``(A, C, B)`` array.
 
     A task is one piece (at most ``UNIT`` values) of one run ``[a, c, :]``;
     a group is about ``UNIT`` values of consecutive tasks, so that short
-    runs do not cost a parallel task each.
+    runs do not cost a parallel task each. When runs are not cut
+    (``B <= UNIT``) a group is one flat stretch of memory, and its length is
+    a whole number of 64-byte lines (so streamed groups never share one).
     """
     pieces = (b_len + UNIT - 1) // UNIT
     per = max(1, UNIT // min(b_len, UNIT))
+    if pieces == 1:
+        aligned = _runs_per_line_block(b_len, itemsize)
+        per = (per + aligned - 1) // aligned * aligned
     n_tasks = a_len * channels * pieces
     return pieces, per, n_tasks, (n_tasks + per - 1) // per
 
@@ -685,28 +778,48 @@ def _ncm_task(t, pieces, channels, b_len):
 def normalize_ncm(x, mu, scale, beta, out, stream):
     """``out = (x - mu) * scale + beta`` per channel of ``(A, C, B)`` arrays.
 
-    ``stream``: write ``out`` with streaming stores (see :mod:`._stream`).
+    ``stream``: write ``out`` (C-contiguous) with streaming stores (see
+    :mod:`._stream`); groups of whole runs are one flat stretch, filled
+    ``SEGMENT`` values at a time across run boundaries.
     """
     a_len, channels, b_len = x.shape
-    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len)
+    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len, out.itemsize)
+    flat = out.reshape(-1)
     for grp in prange(n_groups):
         buf = np.empty(SEGMENT if stream else 0, out.dtype)
-        for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
+        t0 = grp * per
+        pos = 0
+        start = t0 * b_len
+        for t in range(t0, min(n_tasks, t0 + per)):
             au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
             m = mu[cu]
             sc = scale[cu]
             sh = beta[cu]
-            if stream:
+            if not stream:
+                for j in range(b0, b1):
+                    ju = _u(j)
+                    out[au, cu, ju] = (np.float64(x[au, cu, ju]) - m) * sc + sh
+            elif pieces == 1:
+                j = 0
+                while j < b_len:
+                    n = min(b_len - j, SEGMENT - pos)
+                    for jj in range(n):
+                        buf[_u(pos + jj)] = (np.float64(x[au, cu, _u(j + jj)]) - m) * sc + sh
+                    pos += n
+                    j += n
+                    if pos == SEGMENT:
+                        flush_row(flat[start:start + SEGMENT], buf, SEGMENT)
+                        start += SEGMENT
+                        pos = 0
+            else:
                 for s0 in range(b0, b1, SEGMENT):
                     n = min(SEGMENT, b1 - s0)
                     for jj in range(n):
                         buf[_u(jj)] = (np.float64(x[au, cu, _u(s0 + jj)]) - m) * sc + sh
                     flush_row(out[au, cu, s0:s0 + n], buf, n)
-            else:
-                for j in range(b0, b1):
-                    ju = _u(j)
-                    out[au, cu, ju] = (np.float64(x[au, cu, ju]) - m) * sc + sh
         if stream:
+            if pos > 0:
+                flush_row(flat[start:start + pos], buf, pos)
             store_fence()
 
 
@@ -749,17 +862,29 @@ def backward_sums_ncm(dy, x, mu):
         p1, p2 = _ncm_unit_sums(dy, x, c, mu[c], a0, a1, b0, b1)
         part_dy[c, k] = p1
         part_dyx[c, k] = p2
-    s_dy = np.empty(channels)
-    s_dyx = np.empty(channels)
-    for c in prange(channels):
-        s1 = 0.0
-        s2 = 0.0
-        for k in range(n_units):
-            s1 += part_dy[c, k]
-            s2 += part_dyx[c, k]
-        s_dy[c] = s1
-        s_dyx[c] = s2
-    return s_dy, s_dyx
+    return _sum_parts(part_dy, part_dyx)
+
+
+@jit(parallel=True)
+def backward_sums_ncm_rows(dy, x, mu):
+    """``sum(dy)`` and ``sum(dy (x - mu))`` of a short-run ``(A, C, B)`` array.
+
+    Tiles and order as in :func:`moments_ncm_rows`.
+    """
+    a_len, channels, b_len = x.shape
+    ab, cb, n_ab, n_cb = _ncm_row_tiling(a_len, channels, b_len)
+    part_dy = np.zeros((channels, n_ab))
+    part_dyx = np.zeros((channels, n_ab))
+    for t in prange(n_ab * n_cb):
+        i = _u(t // n_cb)
+        c0 = (t % n_cb) * cb
+        for a in range(i * ab, min(a_len, (i + 1) * ab)):
+            for c in range(c0, min(channels, c0 + cb)):
+                cu = _u(c)
+                p1, p2 = _ncm_unit_sums(dy, x, c, mu[cu], a, a + 1, 0, b_len)
+                part_dy[cu, i] += p1
+                part_dyx[cu, i] += p2
+    return _sum_parts(part_dy, part_dyx)
 
 
 @jit(parallel=True, elementwise=True)
@@ -769,16 +894,39 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
     Task groups and ``stream`` as in :func:`normalize_ncm`.
     """
     a_len, channels, b_len = x.shape
-    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len)
+    pieces, per, n_tasks, n_groups = _ncm_task_groups(a_len, channels, b_len, out.itemsize)
+    flat = out.reshape(-1)
     for grp in prange(n_groups):
         buf = np.empty(SEGMENT if stream else 0, out.dtype)
-        for t in range(grp * per, min(n_tasks, (grp + 1) * per)):
+        t0 = grp * per
+        pos = 0
+        start = t0 * b_len
+        for t in range(t0, min(n_tasks, t0 + per)):
             au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
             m = mu[cu]
             sc = scale[cu]
             md = mean_dy[cu]
             kc = k[cu]
-            if stream:
+            if not stream:
+                for j in range(b0, b1):
+                    ju = _u(j)
+                    xm = np.float64(x[au, cu, ju]) - m
+                    out[au, cu, ju] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+            elif pieces == 1:
+                j = 0
+                while j < b_len:
+                    n = min(b_len - j, SEGMENT - pos)
+                    for jj in range(n):
+                        ju = _u(j + jj)
+                        xm = np.float64(x[au, cu, ju]) - m
+                        buf[_u(pos + jj)] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+                    pos += n
+                    j += n
+                    if pos == SEGMENT:
+                        flush_row(flat[start:start + SEGMENT], buf, SEGMENT)
+                        start += SEGMENT
+                        pos = 0
+            else:
                 for s0 in range(b0, b1, SEGMENT):
                     n = min(SEGMENT, b1 - s0)
                     for jj in range(n):
@@ -786,12 +934,9 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
                         xm = np.float64(x[au, cu, ju]) - m
                         buf[_u(jj)] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
                     flush_row(out[au, cu, s0:s0 + n], buf, n)
-            else:
-                for j in range(b0, b1):
-                    ju = _u(j)
-                    xm = np.float64(x[au, cu, ju]) - m
-                    out[au, cu, ju] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
         if stream:
+            if pos > 0:
+                flush_row(flat[start:start + pos], buf, pos)
             store_fence()
 
 
@@ -838,9 +983,21 @@ def _streams(out) -> bool:
     )
 
 
+def _short_runs(x) -> bool:
+    """Whether a channels-first array is processed in memory order (``B < SHORT_RUN``)."""
+    return x.shape[2] < SHORT_RUN
+
+
+def _fused(x) -> bool:
+    """Whether a channels-first array runs one channel per thread (see FUSED_MIN_CHANNELS)."""
+    return x.ndim == 3 and x.shape[1] >= FUSED_MIN_CHANNELS and not _short_runs(x)
+
+
 def moments(x):
     """Per-channel ``(mu, m2)`` of an ``(R, C)`` or ``(A, C, B)`` array."""
-    return moments_rc(x) if x.ndim == 2 else moments_ncm(x)
+    if x.ndim == 2:
+        return moments_rc(x)
+    return moments_ncm_rows(x) if _short_runs(x) else moments_ncm(x)
 
 
 def normalize(x, mu, scale, beta, out):
@@ -853,7 +1010,7 @@ def normalize(x, mu, scale, beta, out):
 
 def forward_train(x, gamma, beta, eps, out):
     """Training forward; returns float64 ``(mu, m2, invstd)``."""
-    if x.ndim == 3 and x.shape[1] >= FUSED_MIN_CHANNELS:
+    if _fused(x):
         return forward_ncm_fused(x, gamma, beta, eps, out, _streams(out))
     mu, m2 = moments(x)
     count = x.size // x.shape[1]
@@ -864,12 +1021,14 @@ def forward_train(x, gamma, beta, eps, out):
 
 def backward_sums(dy, x, mu):
     """Per-channel float64 ``(sum(dy), sum(dy (x - mu)))``."""
-    return backward_sums_rc(dy, x, mu) if x.ndim == 2 else backward_sums_ncm(dy, x, mu)
+    if x.ndim == 2:
+        return backward_sums_rc(dy, x, mu)
+    return backward_sums_ncm_rows(dy, x, mu) if _short_runs(x) else backward_sums_ncm(dy, x, mu)
 
 
 def backward_train(dy, x, mu, invstd, gamma, out):
     """Training backward; writes ``dx`` into ``out``, returns ``(sum_dy, sum_dy_xmu)``."""
-    if x.ndim == 3 and x.shape[1] >= FUSED_MIN_CHANNELS:
+    if _fused(x):
         return backward_ncm_fused(dy, x, mu, invstd, gamma, out, _streams(out))
     s_dy, s_dyx = backward_sums(dy, x, mu)
     count = x.size // x.shape[1]
