@@ -84,13 +84,15 @@ class Case:
         return "NCHW" if self.channel_axis == 1 else "NHWC"
 
 
-#: The shapes of the issue: 64 MiB float32 channels-first and channels-last,
-#: (N, C) float32, and a float64 case of the same size in bytes.
+#: 64 MiB float32 channels-first and channels-last, (N, C) float32, a float64
+#: case of the same size in bytes, and a late-stage convolutional feature map
+#: (7 x 7 runs, read in memory order rather than one channel at a time).
 CASES = (
     Case("nchw-float32", (256, 64, 32, 32), "float32", 1),
     Case("nhwc-float32", (256, 32, 32, 64), "float32", -1),
     Case("nc-float32", (4096, 1024), "float32", 1),
     Case("nchw-float64", (128, 64, 32, 32), "float64", 1),
+    Case("nchw7x7-float32", (256, 512, 7, 7), "float32", 1),
 )
 
 #: Small shapes that exercise every layout and dtype in a second or two.
@@ -99,6 +101,7 @@ QUICK_CASES = (
     Case("nhwc-float32", (8, 8, 8, 16), "float32", -1),
     Case("nc-float32", (256, 32), "float32", 1),
     Case("nchw-float64", (8, 16, 8, 8), "float64", 1),
+    Case("nchw7x7-float32", (8, 32, 7, 7), "float32", 1),
 )
 
 
