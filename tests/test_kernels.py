@@ -136,8 +136,10 @@ def test_no_affine_means_unit_weight_and_no_gradients(rng):
 def test_large_spatial_runs_and_many_blocks(rng):
     # runs longer than one statistics block, channels split into many blocks,
     # short runs in tiles of samples (several tiles; a sample cut into
-    # channel blocks) and the fused one-channel-per-thread path
-    for shape in [(2, 3, 40000), (300, 20, 70), (3, 300, 300), (6, 20, 1100), (40000, 3)]:
+    # channel blocks), the fused one-channel-per-thread path, and few
+    # channels reduced over flat runs (several row blocks, leftover rows)
+    for shape in [(2, 3, 40000), (300, 20, 70), (3, 300, 300), (6, 20, 1100), (40000, 3),
+                  (70001, 5)]:
         x, w, b = make(rng, shape, 1, np.float64, offset=50.0)
         y, _, _ = batch_norm_forward(x, w, b)
         assert_close(y, naive_forward(x, w, b, 1e-5, 1)[0], np.float64)
@@ -625,7 +627,7 @@ def test_results_are_bit_identical_for_any_thread_count(rng, monkeypatch):
     # every size runs on the whole pool here (small inputs normally use one thread)
     monkeypatch.setattr(_batch_norm, "PARALLEL_MIN_SIZE", 0)
     cases = [((300, 20, 70), 1), ((40000, 3), 1), ((64, 6, 6, 40), -1), ((4, 4, 40000), 1),
-             ((128, 24, 32), 1), ((3, 300, 300), 1), ((8, 20, 1100), 1)]
+             ((128, 24, 32), 1), ((3, 300, 300), 1), ((8, 20, 1100), 1), ((40001, 5), 1)]
     saved = numba.get_num_threads()
     try:
         for shape, axis in cases:

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bnproof.kernels import _jit, _stream, batch_norm_backward, batch_norm_forward
+from bnproof.kernels import _buffers, _jit, _stream, batch_norm_backward, batch_norm_forward
 from bnproof.kernels._config import jit
 
 
@@ -108,11 +108,23 @@ def test_public_fused_passes_stream_above_threshold(monkeypatch, kind):
         return original(*args)
 
     monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_buffers, "MIN_BYTES", 0)  # line-aligned outputs at any size
     monkeypatch.setattr(_jit, name, spy)
     got = run()
     assert calls == [True]
     for a, b_ in zip(plain, got, strict=True):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_only_large_contiguous_line_aligned_outputs_stream(monkeypatch):
+    monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 1024)
+    raw = np.empty(4096 + 16, dtype=np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    aligned = raw[start:start + 4096]
+    assert _jit._streams(aligned.reshape(64, 64))
+    assert not _jit._streams(aligned[:128].reshape(2, 64))  # small
+    assert not _jit._streams(aligned.reshape(64, 64)[:, ::2])  # not contiguous
+    assert not _jit._streams(raw[start + 1:start + 1 + 4096 - 16])  # mid-line
 
 
 def test_pure_python_mode_never_streams():
@@ -197,6 +209,7 @@ def test_public_unfused_paths_stream_above_threshold(monkeypatch, shape, channel
         return flags[-1]
 
     monkeypatch.setattr(_jit, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_buffers, "MIN_BYTES", 0)
     monkeypatch.setattr(_jit, "_streams", spy)
     got = run()
     assert flags and all(flags)
