@@ -180,7 +180,9 @@ def test_channels_first_unfused_streamed_outputs_are_bit_identical(shape, dtype,
     _assert_streamed_outputs_match(_jit.normalize_ncm, _jit.backward_dx_ncm, shape, dtype, shift)
 
 
-@pytest.mark.parametrize("shape, channel_axis", [((64, 5), 1), ((8, 6, 7, 5), -1), ((8, 4, 6, 7), 1)])
+@pytest.mark.parametrize(
+    "shape, channel_axis", [((64, 5), 1), ((8, 6, 7, 5), -1), ((8, 4, 6, 7), 1)]
+)
 @pytest.mark.parametrize("training", [True, False])
 def test_public_unfused_paths_stream_above_threshold(monkeypatch, shape, channel_axis, training):
     # (N, C), channels-last and channels-first with few channels; training and inference

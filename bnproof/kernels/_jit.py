@@ -391,10 +391,10 @@ def _rc_power_sums_tiles(x):
 
 @jit(parallel=True)
 def _rc_flat_sums(u, w, u_center, w_center):
-    """Partial ``sum(u - u_center)`` and ``sum((u - u_center) (w - w_center))``
-    per row block and channel of ``(R, C)`` arrays with few channels.
+    """Partial sums of ``u - u_center`` and ``(u - u_center) (w - w_center)``.
 
-    A run of :func:`_rc_group` rows is one flat stretch of ``P`` values; each
+    One row of partial sums per row block, for ``(R, C)`` arrays with few
+    channels. A run of :func:`_rc_group` rows is one flat stretch of ``P`` values; each
     row block adds its runs into ``P`` accumulators (the inner loop is ``P``
     long, not ``C``), folded into channels, in row order, at the block's end.
     Statistics: ``u = w = x`` centred on ``K``; backward: ``u = dy``
@@ -724,8 +724,11 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
 
 @jit(parallel=True)
 def _ncm_finish_moments(x, part_s1, part_s2):
-    """``(mu, m2)`` from per-channel partial power sums ``part[c, k]`` about
-    ``K = x[0, c, 0]``, added in ``k`` order; two passes where that cancels."""
+    """``(mu, m2)`` from per-channel partial power sums ``part[c, k]``.
+
+    The sums are about ``K = x[0, c, 0]`` and are added in ``k`` order; a
+    channel where that cancels is recomputed with two passes.
+    """
     a_len, channels, b_len = x.shape
     mu = np.empty(channels)
     m2 = np.empty(channels)
