@@ -730,8 +730,8 @@ def test_importing_kernels_compiles_nothing():
 
 #: Kernels without a reduction, compiled without ``reassoc`` (see ``_config``).
 ELEMENTWISE_KERNELS = {
-    "_ncm_channel_normalize", "_ncm_channel_dx", "normalize_rc", "backward_dx_rc",
-    "normalize_ncm", "backward_dx_ncm",
+    "_ncm_channel_normalize", "_ncm_channel_dx", "_dx_coefficients", "normalize_rc",
+    "backward_dx_rc", "normalize_ncm", "backward_dx_ncm",
 }
 
 

