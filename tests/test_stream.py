@@ -55,6 +55,20 @@ def test_flush_row_stops_at_n_even_when_buf_is_longer():
     assert np.all(backing[:32] == 1.0) and np.all(backing[32:] == 0.0)
 
 
+def _run_plain_and_streamed(kernel, args, shape, dtype, shift):
+    """Run ``kernel(*args, out, stream)`` plainly and streamed into a view
+    shifted by ``shift`` elements; assert the same bits and nothing written
+    outside the view. Returns both calls' results."""
+    plain = np.empty(shape, dtype=dtype)
+    ref = kernel(*args, plain, False)
+    raw = np.full(plain.size + shift + 16, np.nan, dtype=dtype)
+    streamed = raw[shift:shift + plain.size].reshape(shape)  # unaligned when shift = 1
+    got = kernel(*args, streamed, True)
+    np.testing.assert_array_equal(streamed, plain)
+    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + plain.size:]))
+    return ref, got
+
+
 def _fused_args(kind, x, rng):
     """Arguments of the fused channels-first kernel ``kind`` before ``out``."""
     gamma = rng.normal(1.0, 0.2, x.shape[1])
@@ -74,15 +88,9 @@ def test_fused_streamed_is_bit_identical(kind, shape, dtype, shift):
     rng = np.random.default_rng(sum(shape))
     x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
     kernel, args = _fused_args(kind, x, rng)
-    plain = np.empty_like(x)
-    ref = kernel(*args, plain, False)
-    raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
-    streamed = raw[shift:shift + x.size].reshape(shape)  # unaligned when shift = 1
-    got = kernel(*args, streamed, True)
-    np.testing.assert_array_equal(streamed, plain)
+    ref, got = _run_plain_and_streamed(kernel, args, shape, dtype, shift)
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
 
 
 @pytest.mark.parametrize("kind", ["forward", "backward"])
@@ -151,13 +159,7 @@ def _assert_streamed_outputs_match(normalize, dx, shape, dtype, shift):
     dy = rng.standard_normal(shape).astype(dtype)
     mu, scale, beta, k = (rng.standard_normal(shape[1]) for _ in range(4))
     for kernel, args in ((normalize, (x, mu, scale, beta)), (dx, (dy, x, scale, k, beta))):
-        plain = np.empty_like(x)
-        kernel(*args, plain, False)
-        raw = np.full(x.size + shift + 16, np.nan, dtype=dtype)
-        streamed = raw[shift:shift + x.size].reshape(shape)
-        kernel(*args, streamed, True)
-        np.testing.assert_array_equal(streamed, plain)
-        assert np.all(np.isnan(raw[:shift])) and np.all(np.isnan(raw[shift + x.size:]))
+        _run_plain_and_streamed(kernel, args, shape, dtype, shift)
 
 
 @pytest.mark.parametrize("shape", [(7, 3), (300, 64), (97, 129), (5, 300), (2, 1), (70001, 3)])
