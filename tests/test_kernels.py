@@ -7,6 +7,8 @@ with the package.
 
 import inspect
 import math
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -684,30 +686,39 @@ def test_concurrent_calls_from_python_threads(rng):
     assert not errors, errors
 
 
-@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+#: Where the ``test`` extra installs Intel TBB (pyproject.toml's marker).
+TBB_IN_TEST_EXTRA = sys.platform == "linux" and platform.machine() == "x86_64"
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
 def test_concurrent_calls_never_abort_under_any_threading_layer(layer, tmp_path):
     # a fresh process per layer: the layer is chosen once per process; the
     # input is above PARALLEL_MIN_SIZE so every call launches a parallel region
     code = (
         "import threading, numpy as np, numba\n"
-        "from bnproof.kernels import batch_norm_forward\n"
+        "from bnproof.kernels import batch_norm_backward, batch_norm_forward\n"
         "x = np.random.default_rng(0).standard_normal((64, 16, 256)).astype(np.float32)\n"
         "want = batch_norm_forward(x)[0]\n"
         "bad = []\n"
         "def work():\n"
         "    for _ in range(20):\n"
-        "        if not np.array_equal(batch_norm_forward(x)[0], want): bad.append(1)\n"
+        "        y, mean, invstd = batch_norm_forward(x)\n"
+        "        if not np.array_equal(y, want): bad.append(1)\n"
+        "        batch_norm_backward(np.ones_like(x), x, None, mean, invstd)\n"
         "ts = [threading.Thread(target=work) for _ in range(4)]\n"
         "[t.start() for t in ts]; [t.join() for t in ts]\n"
         "print(numba.threading_layer(), len(bad))\n"
     )
-    env = {"NUMBA_THREADING_LAYER": layer, "PATH": "/usr/bin:/bin"}
-    import os
-
-    env = {**os.environ, **env}
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+    if layer == "tbb":
+        # pip puts libtbb in the environment's lib/, which the loader does not search
+        lib = os.path.join(sys.prefix, "lib")
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [lib, env.get("LD_LIBRARY_PATH")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd=tmp_path)
     if proc.returncode != 0 and "No threading layer could be loaded" in proc.stderr:
+        if os.environ.get("CI") and layer == "tbb" and TBB_IN_TEST_EXTRA:
+            pytest.fail(f"the test extra installs tbb here, yet it did not load:\n{proc.stderr}")
         pytest.skip(f"threading layer {layer} is not installed")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [layer, "0"]
