@@ -24,43 +24,43 @@ import argparse
 import sys
 
 import numpy as np
+from numba import prange
+
+from bnproof.kernels._config import jit
+from bnproof.kernels._jit import SEGMENT, _u
+from bnproof.kernels._stream import flush_row, store_fence
 
 SHAPE = (256, 64, 1024)  # (256, 64, 32, 32) as (A, C, B)
 
 
-def _kernels():
-    from numba import prange
+@jit(parallel=True)
+def traffic(x, dy, out, with_dy):
+    """Per channel: sum x (and dy), then stream x + s (or x + dy * s) to ``out``.
 
-    from bnproof.kernels._config import jit
-    from bnproof.kernels._jit import SEGMENT, _u
-    from bnproof.kernels._stream import flush_row, store_fence
-
-    @jit(parallel=True)
-    def traffic(x, dy, out, with_dy):
-        """Per channel: sum x (and dy), then stream x + s (or x + dy * s) to ``out``."""
-        a_len, channels, b_len = x.shape
-        sums = np.empty(channels)
-        for c in prange(channels):
-            buf = np.empty(SEGMENT, out.dtype)
-            cu = _u(c)
-            s = np.float32(0)
-            for a in range(a_len):
-                for j in range(b_len):
-                    v = x[_u(a), cu, _u(j)]
-                    s += v + dy[_u(a), cu, _u(j)] if with_dy else v
-            sums[c] = s
-            for a in range(a_len):
-                au = _u(a)
-                for b0 in range(0, b_len, SEGMENT):
-                    n = min(SEGMENT, b_len - b0)
-                    for jj in range(n):
-                        j = _u(b0 + jj)
-                        buf[_u(jj)] = x[au, cu, j] + (dy[au, cu, j] * s if with_dy else s)
-                    flush_row(out[au, cu, b0:b0 + n], buf, n)
-            store_fence()
-        return sums
-
-    return traffic
+    At module level, not inside a function, so that Numba's disk cache finds
+    it again in the next run.
+    """
+    a_len, channels, b_len = x.shape
+    sums = np.empty(channels)
+    for c in prange(channels):
+        buf = np.empty(SEGMENT, out.dtype)
+        cu = _u(c)
+        s = np.float32(0)
+        for a in range(a_len):
+            for j in range(b_len):
+                v = x[_u(a), cu, _u(j)]
+                s += v + dy[_u(a), cu, _u(j)] if with_dy else v
+        sums[c] = s
+        for a in range(a_len):
+            au = _u(a)
+            for b0 in range(0, b_len, SEGMENT):
+                n = min(SEGMENT, b_len - b0)
+                for jj in range(n):
+                    j = _u(b0 + jj)
+                    buf[_u(jj)] = x[au, cu, j] + (dy[au, cu, j] * s if with_dy else s)
+                flush_row(out[au, cu, b0:b0 + n], buf, n)
+        store_fence()
+    return sums
 
 
 def main() -> int:
@@ -76,7 +76,6 @@ def main() -> int:
     dy = rng.standard_normal(SHAPE, dtype=np.float32)
     out = _buffers.empty(SHAPE, np.float32)  # line-aligned, as the public outputs
     gamma = np.ones(SHAPE[1])
-    traffic = _kernels()
     mean, _, invstd = _jit.forward_ncm_fused(x, gamma, gamma, 1e-5, out, True)
 
     floor = bench._copy_time(x, args.repeats)["threads-streaming"]

@@ -115,48 +115,11 @@ def _min_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-#: Values per chunk of the multi-threaded copies (256 KiB of float32).
-COPY_CHUNK = 1 << 16
-
-_copy_kernels = None
-
-
 def _parallel_copies():
-    """Return jitted copies of a flat array split over Numba's threads.
+    """Return ``(copy, stream_copy)`` of :mod:`bnproof.kernels._copy` (imports Numba)."""
+    from bnproof.kernels import _copy
 
-    ``(copy, stream_copy)``: ordinary stores (each output line is read
-    before it is written), and streaming stores (whole lines written without
-    reading them, the fastest copy on x86-64; see
-    :mod:`bnproof.kernels._stream`). Indices are unsigned so that LLVM
-    vectorizes the loops as it does the kernels' (a signed-index copy ran at
-    half the speed and made the floor too easy).
-    """
-    global _copy_kernels
-    if _copy_kernels is None:
-        from numba import prange
-
-        from bnproof.kernels._config import jit
-        from bnproof.kernels._stream import flush_row, store_fence
-
-        @jit(parallel=True)
-        def copy(src, dst):
-            n = src.shape[0]
-            for c in prange((n + COPY_CHUNK - 1) // COPY_CHUNK):
-                start = c * COPY_CHUNK
-                for k in range(min(n, start + COPY_CHUNK) - start):
-                    dst[np.uint64(start + k)] = src[np.uint64(start + k)]
-
-        @jit(parallel=True)
-        def stream_copy(src, dst):
-            n = src.shape[0]
-            for c in prange((n + COPY_CHUNK - 1) // COPY_CHUNK):
-                start = c * COPY_CHUNK
-                stop = min(n, start + COPY_CHUNK)
-                flush_row(dst[start:stop], src[start:stop], stop - start)
-                store_fence()
-
-        _copy_kernels = (copy, stream_copy)
-    return _copy_kernels
+    return _copy.copy, _copy.stream_copy
 
 
 def _copy_time(x: np.ndarray, repeats: int) -> dict[str, float]:

@@ -747,10 +747,11 @@ ELEMENTWISE_KERNELS = {
 
 
 def test_every_kernel_uses_the_shared_options():
-    from bnproof.kernels import _config, _jit
+    from bnproof.kernels import _config, _copy, _jit, _stream
 
-    dispatchers = [v for v in vars(_jit).values() if hasattr(v, "targetoptions")]
-    assert len(dispatchers) >= 10
+    dispatchers = [v for m in (_jit, _stream, _copy) for v in vars(m).values()
+                   if hasattr(v, "targetoptions") and v.py_func.__module__ == m.__name__]
+    assert len(dispatchers) >= 13
     for d in dispatchers:
         opts = d.targetoptions
         expected = dict(
@@ -766,3 +767,60 @@ def test_every_kernel_uses_the_shared_options():
             assert opts[key] == (set(value) if isinstance(value, frozenset) else value), (
                 d.__name__, key)
         assert not {"nnan", "ninf", "fast"} & set(opts["fastmath"]), d.__name__
+
+
+def _run_toy(root, module):
+    code = f"from toypkg import {module}; print({module}.kernel())"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+def test_a_changed_dependency_empties_the_kernel_cache(tmp_path):
+    # Numba keys a cached kernel on its own file: edit only the module it
+    # calls into and the cached kernel still runs the old code. `plain` shows
+    # that (the negative control); `guarded` calls drop_stale_caches as
+    # _jit.py and _stream.py do, and must pick up the edit.
+    pkg = tmp_path / "toypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    dep = pkg / "dep.py"
+    dep.write_text("import numba\n\n@numba.njit(cache=True)\ndef value():\n    return 1\n")
+    kernel = (
+        "import numba\n"
+        "from bnproof.kernels._config import drop_stale_caches\n"
+        "from . import dep\n\n"
+        "@numba.njit(cache=True)\n"
+        "def kernel():\n"
+        "    return dep.value()\n"
+    )
+    (pkg / "plain.py").write_text(kernel)
+    (pkg / "guarded.py").write_text(kernel + "\ndrop_stale_caches(globals(), [dep])\n")
+    assert _run_toy(tmp_path, "plain") == 1
+    assert _run_toy(tmp_path, "guarded") == 1
+
+    dep.write_text(dep.read_text().replace("return 1", "return 2"))
+    stat = dep.stat()  # a later mtime, whatever the file system's granularity
+    os.utime(dep, (stat.st_atime + 10, stat.st_mtime + 10))
+    assert _run_toy(tmp_path, "plain") == 1  # stale: the hazard is real
+    assert _run_toy(tmp_path, "guarded") == 2
+
+
+def test_a_new_process_loads_the_kernels_from_the_cache(tmp_path):
+    # the digest check must not empty the cache when nothing has changed
+    # (nor may a kernel's cache key change from one process to the next, as
+    # it did for copies defined inside a function: see kernels._copy)
+    code = (
+        "import numpy as np\n"
+        "from bnproof.kernels import _copy, _jit, batch_norm_forward\n"
+        "batch_norm_forward(np.ones((8, 4, 9), np.float32))\n"
+        "_copy.stream_copy(np.ones(9), np.empty(9))\n"
+        "for kernel in (_jit.moments_ncm_rows, _copy.stream_copy):\n"
+        "    stats = kernel.stats\n"
+        "    print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=tmp_path, check=True).stdout.split() for _ in range(2)]
+    assert runs[1] == ["1", "0", "1", "0"], runs

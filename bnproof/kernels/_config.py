@@ -36,9 +36,22 @@ the same fused multiply-adds, so all paths give the same bits.
 (or to Numba's user cache folder when that is read-only), so a new process
 loads them in milliseconds instead of compiling for seconds. Nothing compiles
 at import time: kernels are compiled (or loaded) on their first call.
+
+Numba keys a cached kernel on its own source file only, yet a kernel also
+contains the code of the jitted functions it calls from other modules and
+the options set here. After a ``git pull`` that changes only ``_stream.py``
+or this file, the cached kernels of ``_jit.py`` would still run the old
+code. :func:`drop_stale_caches` prevents that: each module of kernels
+records a digest of the modules it depends on next to its cache and empties
+its cache when the digest changes.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
 
 #: LLVM fast-math flags for every kernel: no ``nnan``/``ninf``/``afn``.
 FASTMATH = frozenset({"reassoc", "contract", "nsz", "arcp"})
@@ -81,3 +94,64 @@ def jit(*, parallel: bool = False, elementwise: bool = False):
         options["fastmath"] = ELEMENTWISE_FASTMATH
     return numba.njit(**{k: (set(v) if isinstance(v, frozenset | set) else v)
                          for k, v in options.items()})
+
+
+def drop_stale_caches(namespace: dict, dependencies) -> int:
+    """Empty the on-disk cache of a module's kernels when a dependency changed.
+
+    Parameters
+    ----------
+    namespace : dict
+        The module's ``globals()``. Its own kernels are the Numba dispatchers
+        defined in it (not the ones it imports).
+    dependencies : iterable of module
+        The modules whose code or options end up inside those kernels.
+
+    Returns
+    -------
+    int
+        The number of kernel caches emptied (0 when the recorded digest of
+        the dependencies is current, or when caching is off).
+
+    Notes
+    -----
+    The digest is a SHA-256 of the dependencies' source files, recorded in
+    ``<module>.deps-sha256`` in the cache folder. Two processes that find
+    it stale at the same time both empty the cache, which only costs a
+    recompilation. Nothing is compiled here.
+    """
+    from numba.core.registry import CPUDispatcher
+
+    module = namespace["__name__"]
+    caches = [
+        value._cache for value in namespace.values()
+        if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module
+        and getattr(value._cache, "cache_path", None)
+    ]
+    if not caches:  # NUMBA_DISABLE_JIT, or no kernel with cache=True
+        return 0
+    digest = hashlib.sha256()
+    for dep in sorted(dependencies, key=lambda m: m.__name__):
+        digest.update(dep.__name__.encode() + b"\0" + Path(dep.__file__).read_bytes())
+    digest = digest.hexdigest()
+    emptied = 0
+    for folder in sorted({cache.cache_path for cache in caches}):
+        stamp = Path(folder, f"{module.rpartition('.')[2]}.deps-sha256")
+        try:
+            if stamp.is_file() and stamp.read_text().strip() == digest:
+                continue
+            for cache in caches:
+                if cache.cache_path == folder:
+                    cache.flush()
+                    emptied += 1
+            tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+            tmp.write_text(digest + "\n")
+            os.replace(tmp, stamp)
+        except OSError as exc:
+            warnings.warn(
+                f"bnproof could not check the kernel cache in {folder} against its "
+                f"dependencies ({exc}); if kernels misbehave after an update, delete "
+                f"the *.nbi and *.nbc files of {module} there.",
+                RuntimeWarning, stacklevel=2,
+            )
+    return emptied

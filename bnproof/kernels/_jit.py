@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from . import _config, _stream
 from ._config import jit
 from ._stream import LINE, flush_row, store_fence
 
@@ -1142,3 +1143,7 @@ def backward_train(dy, x, mu, invstd, gamma, out):
     else:
         backward_dx_ncm(dy, x, a_dy, b_x, c0, out, _streams(out))
     return s_dy, s_dyx
+
+
+# kernels above inline _stream's functions and _config's options (see _config)
+_config.drop_stale_caches(globals(), [_config, _stream])

@@ -39,6 +39,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import _config
 from ._config import jit
 
 #: Bytes per cache line (and per non-temporal store group).
@@ -119,3 +120,6 @@ def flush_row(row, buf, n):
                  np.uint64(n_lines))
     for j in range(head + body, n):
         row[np.uint64(j)] = buf[np.uint64(j)]
+
+
+_config.drop_stale_caches(globals(), [_config])
