@@ -11,9 +11,13 @@ it makes a second pass over each channel. This script times, in one run on a
   channel, a sum over x (and dy), then a streamed copy of the channel (or of
   x + dy * s), one channel per thread, as ``forward_ncm_fused`` and
   ``backward_ncm_fused`` do;
+* the forward's traffic with the two passes overlapped: each thread takes a
+  block of channels and sums channel ``c + 1`` while it streams channel
+  ``c``, prefetching the next run of ``c + 1`` (a software pipeline);
 * the fused kernels themselves (preallocated, line-aligned output).
 
-The first ratio bounds what any kernel with that structure can reach::
+The traffic-only ratios bound what any kernel with that structure can
+reach::
 
     python benchmarks/traffic_ceiling.py [--repeats 10]
 """
@@ -24,7 +28,9 @@ import argparse
 import sys
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from bnproof.kernels._config import jit
 from bnproof.kernels._jit import SEGMENT, _u
@@ -63,10 +69,70 @@ def traffic(x, dy, out, with_dy):
     return sums
 
 
+@intrinsic
+def _prefetch(typingctx, address):
+    """``llvm.prefetch`` of the line at ``address`` (read, keep in all levels)."""
+    sig = types.void(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty=fnty)
+        builder.call(fn, [builder.inttoptr(args[0], i8p), ir.Constant(i32, 0),
+                          ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit(parallel=True)
+def traffic_pipelined(x, out, threads):
+    """``traffic(x, x, out, False)`` with channel ``c + 1`` summed while ``c`` streams."""
+    a_len, channels, b_len = x.shape
+    sums = np.empty(channels)
+    per = (channels + threads - 1) // threads
+    row_bytes = x.strides[0]
+    for t in prange(threads):
+        buf = np.empty(SEGMENT, out.dtype)
+        first, stop = t * per, min(channels, (t + 1) * per)
+        s = np.float32(0)
+        if first < stop:
+            for a in range(a_len):
+                for j in range(b_len):
+                    s += x[_u(a), _u(first), _u(j)]
+        for c in range(first, stop):
+            cu = _u(c)
+            sums[c] = s
+            has_next = c + 1 < stop
+            nu = _u(c + 1) if has_next else cu
+            base = x[:, nu, :].ctypes.data
+            s_next = np.float32(0)
+            for a in range(a_len):
+                au = _u(a)
+                ahead = base + min(a + 2, a_len - 1) * row_bytes  # two runs ahead
+                for b0 in range(0, b_len, SEGMENT):
+                    n = min(SEGMENT, b_len - b0)
+                    if has_next:
+                        for q in range(0, n * x.itemsize, 64):
+                            _prefetch(np.uint64(ahead + b0 * x.itemsize + q))
+                    for jj in range(n):
+                        buf[_u(jj)] = x[au, cu, _u(b0 + jj)] + s
+                    if has_next:
+                        for jj in range(n):
+                            s_next += x[au, nu, _u(b0 + jj)]
+                    flush_row(out[au, cu, b0:b0 + n], buf, n)
+            s = s_next
+        store_fence()
+    return sums
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+
+    import numba
 
     from bnproof import bench
     from bnproof.kernels import _buffers, _jit
@@ -78,11 +144,17 @@ def main() -> int:
     gamma = np.ones(SHAPE[1])
     mean, _, invstd = _jit.forward_ncm_fused(x, gamma, gamma, 1e-5, out, True)
 
+    threads = numba.get_num_threads()
+    plain = traffic(x, x, out, False)
+    if not np.allclose(traffic_pipelined(x, out, threads), plain, rtol=1e-4, atol=0.05):
+        raise RuntimeError("the pipelined traffic kernel does not sum what the plain one does")
+
     floor = bench._copy_time(x, args.repeats)["threads-streaming"]
     times = {}
     for _ in range(3):  # rounds, so that no row always runs right after another
         for name, fn in [
             ("forward, traffic only", lambda: traffic(x, x, out, False)),
+            ("forward, pipelined", lambda: traffic_pipelined(x, out, threads)),
             ("forward, kernel", lambda: _jit.forward_ncm_fused(x, gamma, gamma, 1e-5, out, True)),
             ("backward, traffic only", lambda: traffic(x, dy, out, True)),
             ("backward, kernel",
