@@ -130,3 +130,65 @@ def test_backward_accuracy_check_rejects_float32_arithmetic():
     dx32 = w * invstd * (dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0))
     assert dx32.dtype == np.float32
     assert _ulp_err(dx32, _exact_backward(x, dy, w, 1)[0]) > 10 * GOAL_ULP
+
+
+def _dx_given_statistics(dy, x, w, mean, invstd, axis):
+    """The backward's own result in extended precision, from the mean and invstd it is given."""
+    red = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    n = x.size // x.shape[axis]
+    xd, gd = x.astype(np.longdouble), dy.astype(np.longdouble)
+    mu = mean.astype(np.longdouble).reshape(shape)
+    inv = invstd.astype(np.longdouble).reshape(shape)
+    xmu = xd - mu
+    k = inv * inv * (gd * xmu).sum(axis=red, keepdims=True) / n
+    scale = w.astype(np.longdouble).reshape(shape) * inv
+    return scale * (gd - gd.sum(axis=red, keepdims=True) / n - xmu * k)
+
+
+def _strict_ulp_err(got, exact):
+    """Max error in ulp of each exact value, with no absolute allowance: tiny values count."""
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.longdouble)
+    return float(np.max(np.abs(got.astype(np.longdouble) - exact) / ulp))
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((32, 20, 1100), 1), ((64, 12, 7, 7), 1), ((16, 8, 8, 24), -1), ((4096, 8), 1)],
+)
+def test_float32_dx_stays_within_half_an_ulp_at_offset_1e6(shape, axis):
+    # At offset 1e6 a few elements of dx are ~1e-6 while the terms that make
+    # them are ~1: folding the mean into a per-channel constant (a dy + b x + c)
+    # cost up to 5 ulp there. Every element must stay within about half an
+    # ulp of the exact value for the statistics passed in, with no absolute
+    # allowance.
+    from bnproof.kernels import batch_norm_backward, batch_norm_forward
+
+    rng = np.random.default_rng(10)
+    channels = shape[axis]
+    x = (1e6 + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(channels).astype(np.float32)
+    _, mean, invstd = batch_norm_forward(x, w, np.zeros_like(w), channel_axis=axis)
+    dx, _, _ = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
+    assert _strict_ulp_err(dx, _dx_given_statistics(dy, x, w, mean, invstd, axis)) <= 0.51
+
+
+def test_strict_dx_check_rejects_the_folded_form():
+    # negative control: a dy + (b x + c) in float64, rounded once, fails it
+    rng = np.random.default_rng(10)
+    shape, axis = (32, 20, 1100), 1
+    x = (1e6 + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(20).astype(np.float32)
+    from bnproof.kernels import batch_norm_forward
+
+    _, mean, invstd = batch_norm_forward(x, w, np.zeros_like(w), channel_axis=axis)
+    n = x.size // 20
+    xmu = x.astype(np.float64) - mean[:, None]
+    k = invstd**2 * np.einsum("acb,acb->c", dy.astype(np.float64), xmu) / n
+    scale = w * invstd
+    a, b, c = scale, -scale * k, scale * (k * mean - dy.sum(axis=(0, 2), dtype=np.float64) / n)
+    folded = (a[:, None] * dy + (b[:, None] * x.astype(np.float64) + c[:, None])).astype(np.float32)
+    assert _strict_ulp_err(folded, _dx_given_statistics(dy, x, w, mean, invstd, axis)) > 1

@@ -158,7 +158,7 @@ def _assert_streamed_outputs_match(normalize, dx, shape, dtype, shift):
     x = (rng.standard_normal(shape) * 3 + 5).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     mu, scale, beta, k = (rng.standard_normal(shape[1]) for _ in range(4))
-    for kernel, args in ((normalize, (x, mu, scale, beta)), (dx, (dy, x, scale, k, beta))):
+    for kernel, args in ((normalize, (x, mu, scale, beta)), (dx, (dy, x, mu, scale, k, beta))):
         _run_plain_and_streamed(kernel, args, shape, dtype, shift)
 
 

@@ -298,12 +298,12 @@ def _ncm_channel_normalize(x, c, mu, scale, beta, out, buf, stream):
 
 
 @jit(elementwise=True)
-def _ncm_channel_dx(dy, x, c, a_dy, b_x, c0, out, buf, stream):
-    """``out[:, c] = a_dy dy + (b_x x + c0)``, float64 then rounded once.
+def _ncm_channel_dx(dy, x, c, mu, a_dy, b_x, c0, out, buf, stream):
+    """``out[:, c] = a_dy dy + (b_x (x - mu) + c0)``, float64 then rounded once.
 
-    The input gradient ``scale (dy - mean_dy - (x - mu) k)`` with the
-    per-channel constants folded (see :func:`_dx_coefficients`). ``buf`` and
-    ``stream`` as in :func:`_ncm_channel_normalize`.
+    The input gradient ``scale (dy - mean_dy - (x - mu) k)`` with per-channel
+    constants (see :func:`_dx_coefficients`). ``buf`` and ``stream`` as in
+    :func:`_ncm_channel_normalize`.
     """
     a_len, _, b_len = x.shape
     cu = _u(c)
@@ -315,27 +315,30 @@ def _ncm_channel_dx(dy, x, c, a_dy, b_x, c0, out, buf, stream):
                 for jj in range(n):
                     ju = _u(b0 + jj)
                     buf[_u(jj)] = a_dy * np.float64(dy[au, cu, ju]) + (
-                        b_x * np.float64(x[au, cu, ju]) + c0)
+                        b_x * (np.float64(x[au, cu, ju]) - mu) + c0)
                 flush_row(out[au, cu, b0:b0 + n], buf, n)
         else:
             for j in range(b_len):
                 ju = _u(j)
                 out[au, cu, ju] = a_dy * np.float64(dy[au, cu, ju]) + (
-                    b_x * np.float64(x[au, cu, ju]) + c0)
+                    b_x * (np.float64(x[au, cu, ju]) - mu) + c0)
 
 
 @jit(elementwise=True)
-def _dx_coefficients(mu, scale, mean_dy, k):
-    """Return ``(a, b, c)``: ``scale (dy - mean_dy - (x - mu) k) = a dy + (b x + c)``.
+def _dx_coefficients(scale, mean_dy, k):
+    """Return ``(a, b, c)``: ``scale (dy - mean_dy - (x - mu) k) = a dy + (b (x - mu) + c)``.
 
-    Two fused multiply-adds per value instead of four operations. The
-    float64 result differs from the unfolded form by about
-    ``1e-16 |scale k mu|``, far below float32's rounding for ``|mu| / std``
-    up to 1e6 (measured: float32 dx within 0.45 ulp at offsets 0 to 1e6 in
-    every layout, as before). On a (256, 64, 32, 32) float32 input the fused
-    backward went from 8.9-9.3 to 8.6-8.9 ms.
+    ``x - mu`` is kept rather than folding ``mu`` into ``c`` (``a dy + (b x +
+    c')``, one operation fewer per value): ``c'`` carries a rounding error of
+    about ``1e-16 |b mu|``, which at ``|mu| / std = 1e6`` put small elements
+    of float32 ``dx`` (``|dx| ~ 1e-6``) up to 5 ulp off. As written, the
+    float64 result carries only the rounding of its terms (about ``1e-16``
+    of ``|a dy|``), so float32 ``dx`` is within half an ulp of the exact
+    value for the statistics passed in, except for elements some ``1e-8``
+    times smaller than those terms (tests/test_accuracy.py). The extra
+    subtraction costs 0-5 % of the backward (measured in one process).
     """
-    return scale, -scale * k, scale * (k * mu - mean_dy)
+    return scale, -scale * k, -scale * mean_dy
 
 
 # --------------------------------------------------------------------------- #
@@ -693,13 +696,14 @@ def backward_sums_rc(dy, x, mu):
 
 
 @jit(parallel=True, elementwise=True)
-def backward_dx_rc(dy, x, a_dy, b_x, c0, out, stream):
-    """``out = a_dy dy + (b_x x + c0)`` per channel (the input gradient).
+def backward_dx_rc(dy, x, mu, a_dy, b_x, c0, out, stream):
+    """``out = a_dy dy + (b_x (x - mu) + c0)`` per channel (the input gradient).
 
     Flat runs and ``stream`` as in :func:`normalize_rc`.
     """
     rows, channels = x.shape
     g, rb, n_rb = _rc_run_tiling(rows, channels, out.itemsize)
+    pm = _rc_pattern(mu, channels, g)
     pa = _rc_pattern(a_dy, channels, g)
     pb = _rc_pattern(b_x, channels, g)
     pc = _rc_pattern(c0, channels, g)
@@ -717,7 +721,8 @@ def backward_dx_rc(dy, x, a_dy, b_x, c0, out, stream):
                 for jj in range(n_all):
                     j = _u(jj)
                     v = _u(base + jj)
-                    of[v] = pa[j] * np.float64(gf[v]) + (pb[j] * np.float64(xf[v]) + pc[j])
+                    of[v] = pa[j] * np.float64(gf[v]) + (
+                        pb[j] * (np.float64(xf[v]) - pm[j]) + pc[j])
                 continue
             for j0 in range(0, n_all, SEGMENT):
                 n = min(SEGMENT, n_all - j0)
@@ -725,7 +730,8 @@ def backward_dx_rc(dy, x, a_dy, b_x, c0, out, stream):
                 for jj in range(n):
                     j = _u(j0 + jj)
                     v = _u(o + jj)
-                    buf[_u(jj)] = pa[j] * np.float64(gf[v]) + (pb[j] * np.float64(xf[v]) + pc[j])
+                    buf[_u(jj)] = pa[j] * np.float64(gf[v]) + (
+                        pb[j] * (np.float64(xf[v]) - pm[j]) + pc[j])
                 flush_row(of[o:o + n], buf, n)
         if stream:
             store_fence()
@@ -984,8 +990,8 @@ def backward_sums_ncm_rows(dy, x, mu):
 
 
 @jit(parallel=True, elementwise=True)
-def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
-    """``out = a_dy dy + (b_x x + c0)`` per channel of ``(A, C, B)`` (the input gradient).
+def backward_dx_ncm(dy, x, mu, a_dy, b_x, c0, out, stream):
+    """``out = a_dy dy + (b_x (x - mu) + c0)`` per channel of ``(A, C, B)`` (the input gradient).
 
     Task groups and ``stream`` as in :func:`normalize_ncm`.
     """
@@ -999,6 +1005,7 @@ def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
         start = t0 * b_len
         for t in range(t0, min(n_tasks, t0 + per)):
             au, cu, b0, b1 = _ncm_task(t, pieces, channels, b_len)
+            cm = mu[cu]
             ca = a_dy[cu]
             cb = b_x[cu]
             cc = c0[cu]
@@ -1006,7 +1013,7 @@ def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
                 for j in range(b0, b1):
                     ju = _u(j)
                     out[au, cu, ju] = ca * np.float64(dy[au, cu, ju]) + (
-                        cb * np.float64(x[au, cu, ju]) + cc)
+                        cb * (np.float64(x[au, cu, ju]) - cm) + cc)
             elif pieces == 1:
                 j = 0
                 while j < b_len:
@@ -1014,7 +1021,7 @@ def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
                     for jj in range(n):
                         ju = _u(j + jj)
                         buf[_u(pos + jj)] = ca * np.float64(dy[au, cu, ju]) + (
-                            cb * np.float64(x[au, cu, ju]) + cc)
+                            cb * (np.float64(x[au, cu, ju]) - cm) + cc)
                     pos += n
                     j += n
                     if pos == SEGMENT:
@@ -1027,7 +1034,7 @@ def backward_dx_ncm(dy, x, a_dy, b_x, c0, out, stream):
                     for jj in range(n):
                         ju = _u(s0 + jj)
                         buf[_u(jj)] = ca * np.float64(dy[au, cu, ju]) + (
-                            cb * np.float64(x[au, cu, ju]) + cc)
+                            cb * (np.float64(x[au, cu, ju]) - cm) + cc)
                     flush_row(out[au, cu, s0:s0 + n], buf, n)
         if stream:
             if pos > 0:
@@ -1053,8 +1060,8 @@ def backward_ncm_fused(dy, x, mu, invstd, gamma, out, stream):
         s_dy[c] = p1
         s_dyx[c] = p2
         inv = invstd[c]
-        a_dy, b_x, c0 = _dx_coefficients(m, gamma[c] * inv, p1 / count, inv * inv * p2 / count)
-        _ncm_channel_dx(dy, x, c, a_dy, b_x, c0, out, buf, stream)
+        a_dy, b_x, c0 = _dx_coefficients(gamma[c] * inv, p1 / count, inv * inv * p2 / count)
+        _ncm_channel_dx(dy, x, c, m, a_dy, b_x, c0, out, buf, stream)
         if stream:
             store_fence()
     return s_dy, s_dyx
@@ -1137,11 +1144,11 @@ def backward_train(dy, x, mu, invstd, gamma, out):
     scale = gamma * invstd
     mean_dy = s_dy / count
     k = invstd * invstd * s_dyx / count
-    a_dy, b_x, c0 = _dx_coefficients(mu, scale, mean_dy, k)
+    a_dy, b_x, c0 = _dx_coefficients(scale, mean_dy, k)
     if x.ndim == 2:
-        backward_dx_rc(dy, x, a_dy, b_x, c0, out, _streams(out))
+        backward_dx_rc(dy, x, mu, a_dy, b_x, c0, out, _streams(out))
     else:
-        backward_dx_ncm(dy, x, a_dy, b_x, c0, out, _streams(out))
+        backward_dx_ncm(dy, x, mu, a_dy, b_x, c0, out, _streams(out))
     return s_dy, s_dyx
 
 
