@@ -498,6 +498,14 @@ def test_merge_moments_rejects_bad_records():
         merge_moments(m, Moments(-1, np.zeros(2), np.zeros(2)))
     with pytest.raises(ValueError, match="m2 must be a 1-D"):
         merge_moments(m, Moments(3, np.zeros(2), 0.0))
+    with pytest.raises(TypeError, match="count must be an int"):
+        merge_moments(m, Moments(3.0, np.zeros(2), np.zeros(2)))
+    with pytest.raises(TypeError, match=r"mean has dtype complex128.*astype\(np.float64\)"):
+        merge_moments(m, Moments(3, np.zeros(2) + 1j, np.zeros(2)))
+    with pytest.raises(TypeError, match="masked array"):
+        merge_moments(m, Moments(3, np.ma.masked_array(np.zeros(2)), np.zeros(2)))
+    with pytest.raises(ValueError, match="m2 has negative values"):
+        merge_moments(m, Moments(3, np.zeros(2), np.array([1.0, -1.0])))
 
 
 # --------------------------------------------------------------------------- #
@@ -538,6 +546,20 @@ def _fwd_cases():
          "num_batches_tracked"),
         ("nbt", dict(x=x, running_mean=rm, running_var=rv, momentum=None,
                      num_batches_tracked=-1), ValueError, "num_batches_tracked must be"),
+        ("nbt float", dict(x=x, running_mean=rm, running_var=rv, momentum=None,
+                           num_batches_tracked=1.0), TypeError, "num_batches_tracked must be"),
+        ("nbt huge", dict(x=x, running_mean=rm, running_var=rv, momentum=None,
+                          num_batches_tracked=10**400), ValueError, r"\[0, 2\*\*63\)"),
+        ("eps huge int", dict(x=x, eps=10**400), ValueError, "finite and >= 0"),
+        ("momentum huge int", dict(x=x, momentum=10**400), ValueError, r"outside \[0, 1\]"),
+        ("x masked", dict(x=np.ma.masked_array(x)), TypeError, r"masked array.*getdata"),
+        ("weight masked", dict(x=x, weight=np.ma.masked_array(v)), TypeError, "masked array"),
+        ("x big-endian", dict(x=x.astype(">f4")), TypeError, r"x.astype\(np.float32\)"),
+        ("weight int, x float32", dict(x=x.astype(np.float32), weight=np.ones(3, int)),
+         TypeError, r"weight.astype\(np.float32\)"),
+        ("buffer stride 0", dict(x=x, running_mean=np.lib.stride_tricks.as_strided(
+            np.zeros(1), shape=(3,), strides=(0,)), running_var=rv), ValueError,
+         "running_mean has stride 0"),
         ("inference no stats", dict(x=x, training=False), ValueError, "pass running_mean"),
         ("training str", dict(x=x, training="yes"), TypeError, "training must be True or False"),
         ("shared", dict(x=x, running_mean=rm, running_var=rm), ValueError, "share memory"),
@@ -824,3 +846,25 @@ def test_a_new_process_loads_the_kernels_from_the_cache(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            cwd=tmp_path, check=True).stdout.split() for _ in range(2)]
     assert runs[1] == ["1", "0", "1", "0"], runs
+
+
+@pytest.mark.parametrize("strict", ["errstate", "warnings"])
+def test_floating_point_settings_cannot_interrupt_a_call(strict):
+    # inf and NaN are results here (a running variance that overflows float32,
+    # eps=0 with a constant channel); with the caller's errors switched on, the
+    # call must still complete and update both buffers, not raise halfway
+    import warnings
+
+    x = np.array([[-3e38, 1.0, 5.0], [3e38, 2.0, 5.0]], np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with warnings.catch_warnings(), np.errstate(all="raise" if strict == "errstate" else "warn"):
+        if strict == "warnings":
+            warnings.simplefilter("error")
+        y, mean, invstd = batch_norm_forward(x, running_mean=rm, running_var=rv)
+        y0, _, invstd0 = batch_norm_forward(x, eps=0.0)
+        dx, dw, db = batch_norm_backward(np.ones_like(x), x, np.ones(3, np.float32), mean, invstd)
+        batch_norm_forward(x, running_mean=rm, running_var=-rv, training=False)
+    assert np.isinf(rv[0]) and np.isfinite(rv[1:]).all()  # both buffers written
+    np.testing.assert_allclose(rm, 0.1 * x.astype(np.float64).mean(axis=0), rtol=1e-6)
+    assert np.isinf(invstd0[2]) and np.isnan(y0[:, 2]).all()  # as documented
+    assert np.isfinite(y[:, 1]).all() and np.isfinite(dx[:, 1]).all()

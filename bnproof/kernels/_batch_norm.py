@@ -67,14 +67,25 @@ def _kernel_call(size: int):
 # --------------------------------------------------------------------------- #
 
 
-def _check_array(name: str, value: object, func: str) -> np.ndarray:
+def _check_array(name: str, value: object, func: str, like: np.dtype | None = None) -> np.ndarray:
+    """``value`` as a float32/float64 ndarray; ``like`` is the dtype to suggest casting to."""
     if not isinstance(value, np.ndarray):
         raise TypeError(
             f"{name} must be a NumPy array, got {type(value).__name__} "
             f"(convert with np.asarray({name}, dtype=np.float32) before calling {func})"
         )
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; {func} would ignore its mask and use the hidden "
+            f"values (pass np.ma.getdata({name}) if they are valid, or {name}.filled(v))"
+        )
     if value.dtype not in _FLOAT_DTYPES:
-        cast = "np.float32" if value.dtype.kind == "f" and value.itemsize < 4 else "np.float64"
+        if like is not None:
+            cast = f"np.{like}"
+        elif value.dtype.kind == "f" and value.itemsize in (4, 8):  # non-native byte order
+            cast = f"np.float{8 * value.itemsize}"
+        else:
+            cast = "np.float32" if value.dtype.kind == "f" and value.itemsize < 4 else "np.float64"
         raise TypeError(
             f"{name} has dtype {value.dtype}; {func} supports float32 and float64 only "
             f"(cast with {name}.astype({cast}))"
@@ -120,11 +131,17 @@ def _check_input(name: str, x: object, channel_axis: object, func: str):
 def _check_channel_vector(name, value, channels, dtype, func, *, writeable=False):
     if value is None:
         return None
-    value = _check_array(name, value, func)
+    value = _check_array(name, value, func, like=dtype)
     if value.shape != (channels,):
         raise ValueError(
             f"{name} has shape {value.shape} but x has {channels} channels; "
             f"pass {name} of shape ({channels},)"
+        )
+    if writeable and channels > 1 and abs(value.strides[0]) < value.itemsize:
+        raise ValueError(
+            f"{name} has stride {value.strides[0]}, so its channels share memory and "
+            f"updates would overwrite each other; pass an array with one element per "
+            f"channel (e.g. np.zeros({channels}, np.{dtype}))"
         )
     if value.dtype != dtype:
         raise TypeError(
@@ -141,7 +158,7 @@ def _check_channel_vector(name, value, channels, dtype, func, *, writeable=False
 
 def _check_stat_vector(name, value, channels, dtype, func):
     """mean/invstd for the backward pass: float64 or the input's dtype."""
-    value = _check_array(name, value, func)
+    value = _check_array(name, value, func, like=np.dtype(np.float64))
     if value.shape != (channels,):
         raise ValueError(
             f"{name} has shape {value.shape} but x has {channels} channels; "
@@ -161,10 +178,18 @@ def _check_bool(name: str, value: object) -> bool:
     return bool(value)
 
 
+def _as_float(value: numbers.Real) -> float:
+    """``float(value)``, with an integer too large for a float as ``inf`` (then rejected)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _check_eps(eps: object) -> float:
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number >= 0, got {eps!r} (e.g. eps=1e-5)")
-    eps = float(eps)
+    eps = _as_float(eps)
     if not (math.isfinite(eps) and eps >= 0.0):
         raise ValueError(f"eps={eps!r} must be finite and >= 0 (PyTorch's default is 1e-5)")
     return eps
@@ -246,7 +271,7 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     x, _, layout = _check_input("x", x, channel_axis, func)
     x3 = _as_layout(x, layout)
     kernels = _backend()
-    with _kernel_call(x.size):
+    with np.errstate(all="ignore"), _kernel_call(x.size):
         mu, m2 = kernels.moments(_kernel_view(x3))
     return Moments(layout[0] * layout[2], mu, m2)
 
@@ -316,14 +341,18 @@ def batch_norm_forward(
     Raises
     ------
     TypeError
-        Non-array inputs, dtypes other than float32/float64, mixed dtypes,
-        non-boolean ``training``.
+        Non-array or masked-array inputs, dtypes other than float32/float64,
+        mixed dtypes, non-boolean ``training``, a non-integer
+        ``num_batches_tracked``.
     ValueError
         Wrong ndim, empty input, channel counts that disagree, one value per
         channel in training, ``eps < 0``, ``momentum`` outside ``[0, 1]``,
-        only one running buffer, read-only running buffers in training,
-        missing running buffers in inference, ``momentum=None`` without
-        ``num_batches_tracked``. Nothing is written when an error is raised.
+        only one running buffer, read-only running buffers in training (or
+        ones whose channels share memory), missing running buffers in
+        inference, ``momentum=None`` without ``num_batches_tracked``.
+        Nothing is written when an error is raised. NumPy's floating-point
+        error settings (``np.errstate``, warnings as errors) do not apply:
+        inf and NaN are results, never an exception halfway through.
 
     Notes
     -----
@@ -377,20 +406,25 @@ def batch_norm_forward(
             raise TypeError(
                 f"momentum must be a number in [0, 1] or None, got {momentum!r} (e.g. 0.1)"
             )
-        momentum = float(momentum)
+        momentum = _as_float(momentum)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(
                 f"momentum={momentum!r} is outside [0, 1]; PyTorch's convention weights the "
                 "new batch by momentum (e.g. 0.1; Keras' 0.99 corresponds to 0.01)"
             )
-    if num_batches_tracked is not None and (
-        isinstance(num_batches_tracked, bool)
-        or not isinstance(num_batches_tracked, numbers.Integral)
-        or num_batches_tracked < 0
-    ):
-        raise ValueError(
-            f"num_batches_tracked must be an int >= 0, got {num_batches_tracked!r}"
-        )
+    if num_batches_tracked is not None:
+        if isinstance(num_batches_tracked, bool) or not isinstance(
+            num_batches_tracked, numbers.Integral
+        ):
+            raise TypeError(
+                f"num_batches_tracked must be an int >= 0, got {num_batches_tracked!r} "
+                "(pass PyTorch's count as int(module.num_batches_tracked))"
+            )
+        if not 0 <= num_batches_tracked < 2**63:
+            raise ValueError(
+                f"num_batches_tracked must be an int in [0, 2**63), got {num_batches_tracked!r} "
+                "(the number of batches already in the running buffers)"
+            )
     if training and momentum is None and running_mean is not None and num_batches_tracked is None:
         raise ValueError(
             "momentum=None (cumulative average) needs num_batches_tracked, the number of "
@@ -410,22 +444,30 @@ def batch_norm_forward(
     y = _buffers.empty(x.shape, x.dtype)
     y3 = _kernel_view(y.reshape(layout))
     kernels = _backend()
-    if training:
-        with _kernel_call(x.size):
-            mean, m2, invstd = kernels.forward_train(x3, gamma, beta, eps, y3)
-        if running_mean is not None:
-            factor = momentum if momentum is not None else 1.0 / (num_batches_tracked + 1)
-            new_mean = (1.0 - factor) * running_mean.astype(np.float64) + factor * mean
-            new_var = (1.0 - factor) * running_var.astype(np.float64) + factor * (
-                m2 / (count - 1)
-            )
-            running_mean[...] = new_mean
-            running_var[...] = new_var
-    else:
-        mean = running_mean.astype(np.float64)
-        invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        with _kernel_call(x.size):
-            kernels.normalize(x3, mean, gamma * invstd, beta, y3)
+    # inf and NaN are documented results (eps=0 with a constant channel, NaN
+    # in the input, a running variance that overflows float32); the caller's
+    # np.errstate / warnings-as-errors must not turn them into an exception
+    # halfway, after some buffers were written
+    with np.errstate(all="ignore"):
+        if training:
+            with _kernel_call(x.size):
+                mean, m2, invstd = kernels.forward_train(x3, gamma, beta, eps, y3)
+            if running_mean is not None:
+                factor = momentum if momentum is not None else 1.0 / (num_batches_tracked + 1)
+                new_mean = (1.0 - factor) * running_mean.astype(np.float64) + factor * mean
+                new_var = (1.0 - factor) * running_var.astype(np.float64) + factor * (
+                    m2 / (count - 1)
+                )
+                # cast first: the two assignments below cannot fail
+                new_mean = new_mean.astype(running_mean.dtype)
+                new_var = new_var.astype(running_var.dtype)
+                running_mean[...] = new_mean
+                running_var[...] = new_var
+        else:
+            mean = running_mean.astype(np.float64)
+            invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+            with _kernel_call(x.size):
+                kernels.normalize(x3, mean, gamma * invstd, beta, y3)
     return y, mean, invstd
 
 
@@ -480,7 +522,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     """
     func = "batch_norm_backward"
     x, _, layout = _check_input("x", x, channel_axis, func)
-    dy = _check_array("dy", dy, func)
+    dy = _check_array("dy", dy, func, like=x.dtype)
     if dy.shape != x.shape:
         raise ValueError(
             f"dy has shape {dy.shape} but x has shape {x.shape}; pass the gradient of y, "
@@ -507,7 +549,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx = _buffers.empty(x.shape, x.dtype)
     dx3 = _kernel_view(dx.reshape(layout))
     kernels = _backend()
-    with _kernel_call(x.size):
+    with np.errstate(all="ignore"), _kernel_call(x.size):  # inf/NaN are results, see forward
         if training:
             sum_dy, sum_dy_xmu = kernels.backward_train(dy3, x3, mu, invstd64, gamma, dx3)
         else:
@@ -518,6 +560,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
             )
     if weight is None:
         return dx, None, None
-    dweight = (sum_dy_xmu * invstd64).astype(x.dtype)
-    dbias = sum_dy.astype(x.dtype)
+    with np.errstate(all="ignore"):
+        dweight = (sum_dy_xmu * invstd64).astype(x.dtype)
+        dbias = sum_dy.astype(x.dtype)
     return dx, dweight, dbias

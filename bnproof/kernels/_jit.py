@@ -109,8 +109,10 @@ SHORT_RUN = 1024
 #: ``m2 = S2 - S1^2 / n > ONE_PASS_MIN_RATIO * S2``; otherwise (``|mu - K|``
 #: above about 32 standard deviations, a constant channel, NaN) the channel is
 #: recomputed with two passes. Rounding errors of the sums are relative to
-#: ``S2``, so the accepted ``m2`` keeps at least ~43 of float64's 53 bits,
-#: far more than float32 outputs need and within 1e-13 for float64.
+#: ``S2``, so the accepted ``m2`` loses at most a factor 2^10 of their
+#: accuracy: far more than float32 outputs need; for float64 inputs the
+#: relative error of ``m2`` reached 7e-13 (n = 1e6, |mu - K| just under the
+#: threshold), against about 1e-16 for NumPy's two-pass ``var``.
 ONE_PASS_MIN_RATIO = 2.0**-10
 
 _u = np.uint64

@@ -49,7 +49,9 @@ def _check_moments(name: str, m: object) -> Moments:
             f"{name} must be a Moments record, got {type(m).__name__} "
             "(build one with batch_norm_moments(x) or Moments(count, mean, m2))"
         )
-    if isinstance(m.count, bool) or not isinstance(m.count, int | np.integer) or m.count < 0:
+    if isinstance(m.count, bool) or not isinstance(m.count, int | np.integer):
+        raise TypeError(f"{name}.count must be an int >= 0, got {m.count!r} (e.g. int(count))")
+    if m.count < 0:
         raise ValueError(f"{name}.count must be an int >= 0, got {m.count!r}")
     for field in ("mean", "m2"):
         value = getattr(m, field)
@@ -58,6 +60,17 @@ def _check_moments(name: str, m: object) -> Moments:
                 f"{name}.{field} must be a 1-D NumPy array of shape (C,), got "
                 f"{type(value).__name__} with shape {getattr(value, 'shape', None)}"
             )
+        if value.dtype.kind not in "fiu" or isinstance(value, np.ma.MaskedArray):
+            raise TypeError(
+                f"{name}.{field} has dtype {value.dtype}"
+                f"{' (a masked array)' if isinstance(value, np.ma.MaskedArray) else ''}; "
+                f"pass a plain real array (e.g. {name}.{field}.astype(np.float64))"
+            )
+    if m.count > 0 and np.any(m.m2 < 0):
+        raise ValueError(
+            f"{name}.m2 has negative values ({m.m2[m.m2 < 0][:3]}); m2 is a sum of squared "
+            "deviations (use the m2 that batch_norm_moments returns)"
+        )
     if m.mean.shape != m.m2.shape:
         raise ValueError(
             f"{name}.mean has shape {m.mean.shape} but {name}.m2 has shape {m.m2.shape}; "
