@@ -192,3 +192,51 @@ def test_strict_dx_check_rejects_the_folded_form():
     a, b, c = scale, -scale * k, scale * (k * mean - dy.sum(axis=(0, 2), dtype=np.float64) / n)
     folded = (a[:, None] * dy + (b[:, None] * x.astype(np.float64) + c[:, None])).astype(np.float32)
     assert _strict_ulp_err(folded, _dx_given_statistics(dy, x, w, mean, invstd, axis)) > 1
+
+
+def _offset_batch(shape, axis, rng, outlier=False):
+    """float32 channels 8388607 + z (small integers, first 0, sum 1): mean K + 1/n, exactly.
+
+    |mean| / std is about 8e5 and the mean is not a float64: its rounding,
+    about 5e-10, is what a large weight amplifies.
+    """
+    moved = list(shape)
+    channels = moved.pop(axis % len(shape))
+    n = int(np.prod(moved))
+    z = rng.integers(-17, 18, (channels, n))
+    z[:, 0] = 0
+    z[:, -1] = 0
+    if outlier:  # first value far below the mean: with n > 2048, the two-pass fallback
+        z[:, 0] = -4000
+    z[:, -1] = 1 - z.sum(axis=1)
+    x = (8388607.0 + z).astype(np.float32)  # exact: integers below 2**24
+    x = np.moveaxis(x.reshape([channels, *moved]), 0, axis % len(shape))
+    return np.ascontiguousarray(x), z
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [((2500, 2), 1), ((2500, 12), 1), ((4, 20, 1100), 1), ((60, 16, 49), 1),
+     ((3, 4, 1500), 1), ((6, 450, 2), -1)],
+)
+@pytest.mark.parametrize("outlier", [False, True], ids=["one-pass", "two-pass"])
+def test_float32_forward_meets_the_goal_with_a_large_weight(shape, axis, outlier):
+    # the float64 mean's rounding error, ~1e-16 |mean|, times weight * invstd:
+    # with weight 1e4 that was up to 6.6 ulp (3.9e-7) on outputs near 1, beyond
+    # the goal of 2 ulp + 1e-7, on every layout; 1e5 makes it ~10x larger
+    from bnproof.kernels import batch_norm_forward
+
+    rng = np.random.default_rng(1086)
+    x, z = _offset_batch(shape, axis, rng, outlier)
+    channels = shape[axis]
+    weight = 1e7 if outlier else 1e5  # the outlier makes std, so the amplification, ~10x smaller
+    w = np.full(channels, weight, np.float32)
+    y, _, _ = batch_norm_forward(x, w, np.zeros_like(w), channel_axis=axis)
+    n = z.shape[1]
+    zl = z.astype(np.longdouble)
+    centred = zl - np.longdouble(1) / n  # x - mean, exactly up to longdouble rounding
+    var = (centred**2).mean(axis=1)
+    exact = centred * (np.longdouble(weight) / np.sqrt(var + np.longdouble(1e-5)))[:, None]
+    moved = [s for i, s in enumerate(shape) if i != axis % len(shape)]
+    exact = np.moveaxis(exact.reshape([channels, *moved]), 0, axis % len(shape))
+    assert _ulp_err(y, exact.astype(np.float64)) <= GOAL_ULP

@@ -763,7 +763,7 @@ def test_importing_kernels_compiles_nothing():
 
 #: Kernels without a reduction, compiled without ``reassoc`` (see ``_config``).
 ELEMENTWISE_KERNELS = {
-    "_ncm_channel_normalize", "_ncm_channel_dx", "_dx_coefficients", "normalize_rc",
+    "_ncm_channel_normalize", "_ncm_channel_dx", "_dx_coefficients", "_two_sum", "normalize_rc",
     "backward_dx_rc", "normalize_ncm", "backward_dx_ncm",
 }
 
@@ -868,3 +868,14 @@ def test_floating_point_settings_cannot_interrupt_a_call(strict):
     np.testing.assert_allclose(rm, 0.1 * x.astype(np.float64).mean(axis=0), rtol=1e-6)
     assert np.isinf(invstd0[2]) and np.isnan(y0[:, 2]).all()  # as documented
     assert np.isfinite(y[:, 1]).all() and np.isfinite(dx[:, 1]).all()
+
+
+def test_two_sum_keeps_the_rounding_error():
+    # compiled with reassoc, LLVM would fold the error term to 0
+    from bnproof.kernels import _jit
+
+    assert _jit._two_sum(1e16, 1.0) == (1e16, 1.0)
+    assert _jit._two_sum(8388607.0, 1 / 1086) == (8388607.0 + 1 / 1086,
+                                                  (8388607.0 - (8388607.0 + 1 / 1086)) + 1 / 1086)
+    hi, lo = _jit._two_sum(8388607.0, 1 / 1086)
+    assert lo != 0.0 and hi + lo == hi

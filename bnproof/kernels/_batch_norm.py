@@ -272,7 +272,7 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     x3 = _as_layout(x, layout)
     kernels = _backend()
     with np.errstate(all="ignore"), _kernel_call(x.size):
-        mu, m2 = kernels.moments(_kernel_view(x3))
+        mu, m2, _ = kernels.moments(_kernel_view(x3))
     return Moments(layout[0] * layout[2], mu, m2)
 
 
@@ -371,9 +371,12 @@ def batch_norm_forward(
     (mean, then squared deviations) merged with Chan's rule. The variance is
     never negative and a constant channel gives exactly ``bias``. Each
     output is evaluated as ``(x - mu) * (gamma invstd) + beta`` in float64
-    and rounded once, so float32 outputs stay at the rounding floor even
-    when ``|mean| / std`` is 1e6, and float32 inputs near +-3e38 do not
-    overflow. NaN or inf in a channel make that channel's ``invstd`` and
+    and rounded once, with the rounding error of the float64 mean added
+    back through ``beta`` (the mean is ``K + d`` and Knuth's TwoSum keeps
+    the part that float64 drops, which ``gamma invstd`` would otherwise
+    amplify), so float32 outputs stay at the rounding floor even when
+    ``|mean| / std`` is 1e6 and the weight is large, and float32 inputs
+    near +-3e38 do not overflow. NaN or inf in a channel make that channel's ``invstd`` and
     outputs NaN and its ``mean`` NaN or infinite, as in PyTorch; other
     channels are unaffected. With ``eps=0`` a constant channel gives NaN.
     Results are bit-identical whatever the number of Numba threads.

@@ -159,6 +159,22 @@ def _ncm_unit_bounds(k, a_len, b_len, runs, pieces):
     return a0, min(a_len, a0 + runs), 0, b_len
 
 
+@jit(elementwise=True)
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``a + b = s + e`` exactly (Knuth's TwoSum).
+
+    The mean is returned as ``K + d`` rounded to float64, and that rounding
+    (about ``1e-16 |mean|``) is multiplied by ``weight * invstd`` in the
+    output: with a weight of 1e4 at ``|mean| / std = 8e5`` it put float32
+    outputs 4 ulp off. The normalize step adds ``e`` back through its
+    shift. Compiled without ``reassoc``, which would simplify ``e`` to 0
+    (a test checks that it does not).
+    """
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
 @jit()
 def _ncm_unit_moments(x, c, shift, a0, a1, b0, b1):
     """Two-pass ``(n, mu - shift, m2)`` of ``x[a0:a1, c, b0:b1]`` in float64."""
@@ -191,7 +207,7 @@ def _chan_merge(n_a, mu_a, m2_a, n_b, mu_b, m2_b):
 
 @jit()
 def _ncm_channel_moments(x, c, runs, pieces, n_units):
-    """Moments of channel ``c`` of ``(A, C, B)``, units merged in order."""
+    """``(mu, m2, mu_lo)`` of channel ``c`` of ``(A, C, B)``, units merged in order."""
     a_len, _, b_len = x.shape
     shift = np.float64(x[0, _u(c), 0])
     a0, a1, b0, b1 = _ncm_unit_bounds(0, a_len, b_len, runs, pieces)
@@ -200,7 +216,8 @@ def _ncm_channel_moments(x, c, runs, pieces, n_units):
         a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
         n_b, mu_b, m2_b = _ncm_unit_moments(x, c, shift, a0, a1, b0, b1)
         n, mu, m2 = _chan_merge(n, mu, m2, n_b, mu_b, m2_b)
-    return shift + mu, m2
+    hi, lo = _two_sum(shift, mu)
+    return hi, m2, lo
 
 
 @jit()
@@ -229,7 +246,10 @@ def _one_pass_ok(s1, s2, n):
 
 @jit()
 def _ncm_channel_stats(x, c, runs, pieces, n_units):
-    """``(mu, m2)`` of channel ``c``: one pass about ``K``, two if that cancels."""
+    """``(mu, m2, mu_lo)`` of channel ``c``: one pass about ``K``, two if that cancels.
+
+    ``mu + mu_lo`` is the mean to twice float64's precision (see :func:`_two_sum`).
+    """
     a_len, _, b_len = x.shape
     shift = np.float64(x[0, _u(c), 0])
     s1 = 0.0
@@ -241,7 +261,8 @@ def _ncm_channel_stats(x, c, runs, pieces, n_units):
         s2 += p2
     ok, d, m2 = _one_pass_ok(s1, s2, a_len * b_len)
     if ok:
-        return shift + d, m2
+        hi, lo = _two_sum(shift, d)
+        return hi, m2, lo
     return _ncm_channel_moments(x, c, runs, pieces, n_units)
 
 
@@ -466,7 +487,7 @@ def _rc_flat_sums(u, w, u_center, w_center):
 
 @jit()
 def moments_rc(x):
-    """Per-channel ``(mu, m2)`` of an ``(R, C)`` array: one pass, two where it cancels."""
+    """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` array: one pass, two where it cancels."""
     rows, channels = x.shape
     if channels < FLAT_MAX_CHANNELS:
         shift = np.empty(channels)
@@ -478,24 +499,26 @@ def moments_rc(x):
     s1, s2 = _rc_merge_rows(part_s1, part_s2)
     mu = np.empty(channels)
     m2 = np.empty(channels)
+    lo = np.empty(channels)
     ok = np.empty(channels, dtype=np.bool_)
     for c in range(channels):
         accepted, d, q = _one_pass_ok(s1[c], s2[c], rows)
         ok[c] = accepted
-        mu[c] = np.float64(x[0, _u(c)]) + d
+        mu[c], lo[c] = _two_sum(np.float64(x[0, _u(c)]), d)
         m2[c] = q
     if not ok.all():
-        mu2, m22 = _moments_rc_two_pass(x)
+        mu2, m22, lo2 = _moments_rc_two_pass(x)
         for c in range(channels):
             if not ok[c]:
                 mu[c] = mu2[c]
                 m2[c] = m22[c]
-    return mu, m2
+                lo[c] = lo2[c]
+    return mu, m2, lo
 
 
 @jit(parallel=True)
 def _moments_rc_two_pass(x):
-    """Per-channel ``(mu, m2)`` of an ``(R, C)`` array, two passes per tile.
+    """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` array, two passes per tile.
 
     Tiles of ``UNIT`` values: the second pass reads from L1, and each tile's
     mean is a short sum (this path runs where ``x - K`` cancels, and its
@@ -532,6 +555,7 @@ def _moments_rc_two_pass(x):
                 part_m2[iu, q] += d * d
     mu = np.empty(channels)
     m2 = np.empty(channels)
+    lo = np.empty(channels)
     # merge the row blocks in order, in parallel over channel tiles
     for tc in prange(n_cb):
         c0 = tc * cb
@@ -555,8 +579,8 @@ def _moments_rc_two_pass(x):
             n_a = n
         for cc in range(nc):
             q = _u(c0 + cc)
-            mu[q] += np.float64(x[0, q])
-    return mu, m2
+            mu[q], lo[q] = _two_sum(np.float64(x[0, q]), mu[q])
+    return mu, m2, lo
 
 
 @jit()
@@ -746,7 +770,7 @@ def backward_dx_rc(dy, x, mu, a_dy, b_x, c0, out, stream):
 
 @jit(parallel=True)
 def _ncm_finish_moments(x, part_s1, part_s2):
-    """``(mu, m2)`` from per-channel partial power sums ``part[c, k]``.
+    """``(mu, m2, mu_lo)`` from per-channel partial power sums ``part[c, k]``.
 
     The sums are about ``K = x[0, c, 0]`` and are added in ``k`` order; a
     channel where that cancels is recomputed with two passes.
@@ -754,6 +778,7 @@ def _ncm_finish_moments(x, part_s1, part_s2):
     a_len, channels, b_len = x.shape
     mu = np.empty(channels)
     m2 = np.empty(channels)
+    lo = np.empty(channels)
     for c in prange(channels):
         cu = _u(c)
         s1 = 0.0
@@ -763,12 +788,12 @@ def _ncm_finish_moments(x, part_s1, part_s2):
             s2 += part_s2[cu, _u(k)]
         ok, d, q = _one_pass_ok(s1, s2, a_len * b_len)
         if ok:
-            mu[c] = np.float64(x[0, cu, 0]) + d
+            mu[c], lo[c] = _two_sum(np.float64(x[0, cu, 0]), d)
             m2[c] = q
         else:
             runs, pieces, n_units = _ncm_units(a_len, b_len)
-            mu[c], m2[c] = _ncm_channel_moments(x, c, runs, pieces, n_units)
-    return mu, m2
+            mu[c], m2[c], lo[c] = _ncm_channel_moments(x, c, runs, pieces, n_units)
+    return mu, m2, lo
 
 
 @jit(parallel=True)
@@ -791,7 +816,7 @@ def _sum_parts(part_a, part_b):
 
 @jit(parallel=True)
 def moments_ncm(x):
-    """Per-channel ``(mu, m2)`` of an ``(A, C, B)`` array, parallel over units.
+    """Per-channel ``(mu, m2, mu_lo)`` of an ``(A, C, B)`` array, parallel over units.
 
     The same arithmetic in the same order as ``_ncm_channel_stats``, so both
     give bit-identical results.
@@ -829,7 +854,7 @@ def _ncm_row_tiling(a_len, channels, b_len):
 
 @jit(parallel=True)
 def moments_ncm_rows(x):
-    """Per-channel ``(mu, m2)`` of a short-run ``(A, C, B)`` array, in memory order.
+    """Per-channel ``(mu, m2, mu_lo)`` of a short-run ``(A, C, B)`` array, in memory order.
 
     Each tile (see :func:`_ncm_row_tiling`) adds the power sums of its runs
     about ``K``, run by run in sample order, into its own slot; slots are
@@ -941,12 +966,14 @@ def forward_ncm_fused(x, gamma, beta, eps, out, stream):
     invstd = np.empty(channels)
     for c in prange(channels):
         buf = np.empty(SEGMENT if stream else 0, out.dtype)
-        m, s2 = _ncm_channel_stats(x, c, runs, pieces, n_units)
+        m, s2, lo = _ncm_channel_stats(x, c, runs, pieces, n_units)
         inv = 1.0 / np.sqrt(s2 / count + eps)
         mu[c] = m
         m2[c] = s2
         invstd[c] = inv
-        _ncm_channel_normalize(x, c, m, gamma[c] * inv, beta[c], out, buf, stream)
+        scale = gamma[c] * inv
+        # (x - m) * scale + beta - lo * scale: the mean's low part through the shift
+        _ncm_channel_normalize(x, c, m, scale, beta[c] - lo * scale, out, buf, stream)
         if stream:
             store_fence()
     return mu, m2, invstd
@@ -1105,7 +1132,11 @@ def _fused(x) -> bool:
 
 
 def moments(x):
-    """Per-channel ``(mu, m2)`` of an ``(R, C)`` or ``(A, C, B)`` array."""
+    """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` or ``(A, C, B)`` array.
+
+    ``mu`` is the float64 mean and ``mu_lo`` its rounding error (see
+    :func:`_two_sum`): the mean is ``mu + mu_lo`` to about 1e-32 relative.
+    """
     if x.ndim == 2:
         return moments_rc(x)
     return moments_ncm_rows(x) if _short_runs(x) else moments_ncm(x)
@@ -1123,10 +1154,11 @@ def forward_train(x, gamma, beta, eps, out):
     """Training forward; returns float64 ``(mu, m2, invstd)``."""
     if _fused(x):
         return forward_ncm_fused(x, gamma, beta, eps, out, _streams(out))
-    mu, m2 = moments(x)
+    mu, m2, mu_lo = moments(x)
     count = x.size // x.shape[1]
     invstd = 1.0 / np.sqrt(m2 / count + eps)
-    normalize(x, mu, gamma * invstd, beta, out)
+    scale = gamma * invstd
+    normalize(x, mu, scale, beta - mu_lo * scale, out)  # the mean's low part via the shift
     return mu, m2, invstd
 
 
