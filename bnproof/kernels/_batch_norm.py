@@ -376,8 +376,9 @@ def batch_norm_forward(
     the part that float64 drops, which ``gamma invstd`` would otherwise
     amplify), so float32 outputs stay at the rounding floor even when
     ``|mean| / std`` is 1e6 and the weight is large, and float32 inputs
-    near +-3e38 do not overflow. NaN or inf in a channel make that channel's ``invstd`` and
-    outputs NaN and its ``mean`` NaN or infinite, as in PyTorch; other
+    near +-3e38 do not overflow. NaN or inf in a channel make that
+    channel's ``invstd`` and outputs NaN and its ``mean`` NaN or infinite,
+    as in PyTorch; other
     channels are unaffected. With ``eps=0`` a constant channel gives NaN.
     Results are bit-identical whatever the number of Numba threads.
     """
@@ -552,18 +553,16 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     dx = _buffers.empty(x.shape, x.dtype)
     dx3 = _kernel_view(dx.reshape(layout))
     kernels = _backend()
-    with np.errstate(all="ignore"), _kernel_call(x.size):  # inf/NaN are results, see forward
-        if training:
-            sum_dy, sum_dy_xmu = kernels.backward_train(dy3, x3, mu, invstd64, gamma, dx3)
-        else:
-            zeros = np.zeros(channels, dtype=np.float64)
-            kernels.normalize(dy3, zeros, gamma * invstd64, zeros, dx3)
-            sum_dy, sum_dy_xmu = (
-                kernels.backward_sums(dy3, x3, mu) if weight is not None else (None, None)
-            )
-    if weight is None:
-        return dx, None, None
-    with np.errstate(all="ignore"):
-        dweight = (sum_dy_xmu * invstd64).astype(x.dtype)
-        dbias = sum_dy.astype(x.dtype)
-    return dx, dweight, dbias
+    with np.errstate(all="ignore"):  # inf/NaN are results, see batch_norm_forward
+        with _kernel_call(x.size):
+            if training:
+                sum_dy, sum_dy_xmu = kernels.backward_train(dy3, x3, mu, invstd64, gamma, dx3)
+            else:
+                zeros = np.zeros(channels, dtype=np.float64)
+                kernels.normalize(dy3, zeros, gamma * invstd64, zeros, dx3)
+                sum_dy, sum_dy_xmu = (
+                    kernels.backward_sums(dy3, x3, mu) if weight is not None else (None, None)
+                )
+        if weight is None:
+            return dx, None, None
+        return dx, (sum_dy_xmu * invstd64).astype(x.dtype), sum_dy.astype(x.dtype)

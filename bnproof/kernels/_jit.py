@@ -166,7 +166,7 @@ def _two_sum(a, b):
     The mean is returned as ``K + d`` rounded to float64, and that rounding
     (about ``1e-16 |mean|``) is multiplied by ``weight * invstd`` in the
     output: with a weight of 1e4 at ``|mean| / std = 8e5`` it put float32
-    outputs 4 ulp off. The normalize step adds ``e`` back through its
+    outputs up to 6.6 ulp off. The normalize step adds ``e`` back through its
     shift. Compiled without ``reassoc``, which would simplify ``e`` to 0
     (a test checks that it does not).
     """
@@ -248,7 +248,7 @@ def _one_pass_ok(s1, s2, n):
 def _ncm_channel_stats(x, c, runs, pieces, n_units):
     """``(mu, m2, mu_lo)`` of channel ``c``: one pass about ``K``, two if that cancels.
 
-    ``mu + mu_lo`` is the mean to twice float64's precision (see :func:`_two_sum`).
+    ``mu_lo`` is the rounding error of ``mu`` (see :func:`_two_sum`).
     """
     a_len, _, b_len = x.shape
     shift = np.float64(x[0, _u(c), 0])
@@ -1135,7 +1135,8 @@ def moments(x):
     """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` or ``(A, C, B)`` array.
 
     ``mu`` is the float64 mean and ``mu_lo`` its rounding error (see
-    :func:`_two_sum`): the mean is ``mu + mu_lo`` to about 1e-32 relative.
+    :func:`_two_sum`): ``mu + mu_lo`` is the mean up to the float64 rounding
+    of its offset from the channel's first value, not of the mean itself.
     """
     if x.ndim == 2:
         return moments_rc(x)
