@@ -17,9 +17,12 @@ it makes a second pass over each channel. This script times, in one run on a
 * the fused kernels themselves (preallocated, line-aligned output).
 
 The traffic-only ratios bound what any kernel with that structure can
-reach::
+reach. ``--sweep`` repeats the measurement on the same 64 MiB cut into
+smaller channels, (128, 128, 1024) and (64, 256, 1024): the ceiling depends
+on how much each thread keeps in its L2 cache between the two passes (one
+channel, two for the pipelined forward; x and dy for the backward)::
 
-    python benchmarks/traffic_ceiling.py [--repeats 10]
+    python benchmarks/traffic_ceiling.py [--repeats 10] [--sweep]
 """
 
 from __future__ import annotations
@@ -127,29 +130,23 @@ def traffic_pipelined(x, out, threads):
     return sums
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
-
-    import numba
-
+def _measure(shape, repeats, threads) -> None:
+    """Time the floor and every row on an ``(A, C, B)`` float32 input; print them."""
     from bnproof import bench
     from bnproof.kernels import _buffers, _jit
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(SHAPE, dtype=np.float32)
-    dy = rng.standard_normal(SHAPE, dtype=np.float32)
-    out = _buffers.empty(SHAPE, np.float32)  # line-aligned, as the public outputs
-    gamma = np.ones(SHAPE[1])
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    out = _buffers.empty(shape, np.float32)  # line-aligned, as the public outputs
+    gamma = np.ones(shape[1])
     mean, _, invstd = _jit.forward_ncm_fused(x, gamma, gamma, 1e-5, out, True)
 
-    threads = numba.get_num_threads()
     plain = traffic(x, x, out, False)
     if not np.allclose(traffic_pipelined(x, out, threads), plain, rtol=1e-4, atol=0.05):
         raise RuntimeError("the pipelined traffic kernel does not sum what the plain one does")
 
-    floor = bench._copy_time(x, args.repeats)["threads-streaming"]
+    floor = bench._copy_time(x, repeats)["threads-streaming"]
     times = {}
     for _ in range(3):  # rounds, so that no row always runs right after another
         for name, fn in [
@@ -160,11 +157,30 @@ def main() -> int:
             ("backward, kernel",
              lambda: _jit.backward_ncm_fused(dy, x, mean, invstd, gamma, out, True)),
         ]:
-            times[name] = min(times.get(name, np.inf), bench._min_time(fn, args.repeats))
-    print(f"shape {SHAPE} float32; floor (streaming copy) {floor * 1e3:.2f} ms")
+            times[name] = min(times.get(name, np.inf), bench._min_time(fn, repeats))
+    channel_mib = shape[0] * shape[2] * x.itemsize / 2**20
+    print(f"shape {shape} float32, {channel_mib:g} MiB per channel; "
+          f"floor (streaming copy) {floor * 1e3:.2f} ms")
     for name, seconds in times.items():
         passes = 1.5 if name.startswith("backward") else 1.0
         print(f"  {name:<24} {seconds * 1e3:6.2f} ms  {passes * floor / seconds:5.0%} of the floor")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--sweep", action="store_true",
+        help="also time the same 64 MiB cut into smaller channels (0.5 and 0.25 MiB)",
+    )
+    args = parser.parse_args()
+
+    import numba
+
+    threads = numba.get_num_threads()
+    shapes = [SHAPE] + ([(128, 128, 1024), (64, 256, 1024)] if args.sweep else [])
+    for shape in shapes:
+        _measure(shape, args.repeats, threads)
     return 0
 
 
