@@ -19,8 +19,9 @@ rounds that each time every copy and implementation in turn:
 ``bnproof-prealloc``
     The same jitted kernels writing into an output allocated once (not a
     public entry point): the difference to ``bnproof`` is the wrapper's
-    validation, parameter conversion and output allocation (large outputs
-    are recycled, see :mod:`bnproof.kernels._buffers`).
+    validation, parameter conversion, running-buffer update and output
+    allocation (large outputs are recycled, see
+    :mod:`bnproof.kernels._buffers`).
 ``numpy``
     The float64-accumulating NumPy reference of the same algorithm
     (:mod:`bnproof.kernels._reference`).
@@ -57,8 +58,9 @@ QUICK_REPEATS = 2
 ROUNDS = 3
 
 #: Passes over the tensor that the floor allows: the training forward reads x
-#: and writes y; the backward reads x and dy and writes dx (RESEARCH.md,
-#: "Memory traffic"), with a channel's slice kept in cache between passes.
+#: and writes y; the backward reads x and dy and writes dx. These are the
+#: least a kernel can move when a channel's slice stays in cache between its
+#: statistics pass and its output pass (otherwise 3 and 5 passes).
 FLOOR_PASSES = {"forward": 2, "backward": 3}
 
 
@@ -365,7 +367,8 @@ def run_bench(
     Notes
     -----
     Training mode of Ioffe & Szegedy (2015), Algorithm 1, and its backward
-    pass (section 3), with running buffers updated as in PyTorch.
+    pass (section 3). ``bnproof`` and ``torch`` also update running buffers
+    (PyTorch's rule); ``bnproof-prealloc`` and ``numpy`` take no buffers.
     ``gb_per_s`` counts the floor's traffic (2 tensors for the forward, 3
     for the backward) divided by the time; ``fraction_of_floor`` is the
     floor's time divided by the time (1.0 means as fast as a memory copy).
@@ -405,6 +408,7 @@ def run_bench(
             "bnproof-prealloc": "the jitted kernels writing into an output allocated once "
             "(internal, not the public API)",
             "impls": list(impls),
-            "mode": "training, running buffers updated, momentum 0.1, eps 1e-5",
+            "mode": "training, momentum 0.1, eps 1e-5; running buffers updated by "
+            "bnproof and torch (bnproof-prealloc and numpy take none)",
         },
     }

@@ -123,11 +123,11 @@ def grad_errors(
     Raises
     ------
     TypeError
-        If ``args`` is not a sequence of real arrays or ``fun``/``vjp`` return
-        something that is not an array of the expected shape.
+        If ``args`` is not a sequence of real arrays.
     ValueError
-        If ``directions < 1``, ``eps <= 0`` or ``rtol <= 0``, or if the
-        shapes returned by ``fun``/``vjp`` are inconsistent.
+        If ``directions < 1``, ``eps <= 0`` or ``rtol <= 0``, or if
+        ``fun``/``vjp`` return something other than arrays of the expected
+        shapes.
 
     Notes
     -----

@@ -20,6 +20,16 @@ def test_unknown_case_is_a_usage_error(capsys):
     assert "nchw-float16" in err and "nchw-float32" in err
 
 
+def test_help_lists_every_case(capsys):
+    from bnproof.bench import CASES
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert all(case.name in text for case in CASES)
+
+
 def test_one_case_runs_alone(capsys):
     assert main(["bench", "--quick", "--json", "--repeats", "1", "--case", "nc-float32"]) == 0
     result = json.loads(capsys.readouterr().out)

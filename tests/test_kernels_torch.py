@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 #: float64 agreement: both compute in float64 with different summation order.
 RTOL64 = 1e-12
 #: float32: PyTorch evaluates x * alpha + beta in float32 (about 1e-6 relative
-#: at offset 0, RESEARCH.md); bnproof is within 1 ulp of the exact result.
+#: at offset 0); bnproof is within 1 ulp of the exact result.
 ATOL32 = 2e-5
 
 CASES = [((16, 5), 1), ((4, 3, 5, 6), 1), ((4, 5, 6, 3), -1), ((2, 3, 4, 5, 6), 1)]

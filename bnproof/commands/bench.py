@@ -12,6 +12,8 @@ HELP = "time the batch-norm kernels against NumPy, PyTorch and the memory-traffi
 
 def configure(parser) -> None:
     """Add the options of ``bnproof bench``."""
+    from bnproof.bench import CASES
+
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--quick", action="store_true", help="small shapes, 2 repeats (a smoke run, not a measure)"
@@ -21,8 +23,7 @@ def configure(parser) -> None:
         action="append",
         default=None,
         metavar="NAME",
-        help="run only this case (repeatable): nchw-float32, nhwc-float32, nc-float32, "
-        "nchw-float64",
+        help="run only this case (repeatable): " + ", ".join(c.name for c in CASES),
     )
     parser.add_argument(
         "--repeats",

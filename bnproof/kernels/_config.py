@@ -26,11 +26,13 @@ deviation is computed once per channel and must be correctly rounded.
 
 Elementwise kernels (``jit(elementwise=True)``: normalize, input gradient)
 run without ``reassoc`` (:data:`ELEMENTWISE_FASTMATH`). They have no
-reduction to vectorize, and ``reassoc`` would let LLVM regroup
-``dy - mean_dy - (x - mu) k`` differently in two loops that compute it (the
-streamed and the plain output loop gave float64 results one ulp apart).
-Without it, every loop evaluates the expression as written, contracted to
-the same fused multiply-adds, so all paths give the same bits.
+reduction to vectorize, and ``reassoc`` lets LLVM regroup an expression
+differently in two loops that compute it (with the input gradient once
+written ``dy - mean_dy - (x - mu) k``, the streamed and the plain output
+loop gave float64 results one ulp apart). Without it, every loop evaluates
+``(x - mu) scale + beta`` and ``a dy + (b (x - mu) + c)`` as written,
+contracted to the same fused multiply-adds, so all paths give the same
+bits; and ``_two_sum`` keeps its error term, which ``reassoc`` folds to 0.
 
 ``cache=True`` is on purpose: compiled kernels are written next to the source
 (or to Numba's user cache folder when that is read-only), so a new process

@@ -1097,7 +1097,8 @@ def backward_ncm_fused(dy, x, mu, invstd, gamma, out, stream):
 
 
 # --------------------------------------------------------------------------- #
-# dispatch (plain Python): the interface shared with ._reference
+# dispatch (plain Python): the interface shared with ._reference, except
+# that moments() also returns the mean's low part mu_lo
 # --------------------------------------------------------------------------- #
 
 
