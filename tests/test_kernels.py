@@ -473,7 +473,7 @@ def test_moments_merge_into_population_statistics(rng, shape, axis):
     whole = batch_norm_moments(x, channel_axis=axis)
     assert merged.count == whole.count == x.size // 3
     np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-15)
-    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-11)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-14)
     _, mu, var = naive_forward(x, None, None, 0.0, axis)
     np.testing.assert_allclose(whole.mean, mu, rtol=1e-15)
     np.testing.assert_allclose(whole.var, var, rtol=1e-11)
@@ -486,6 +486,53 @@ def test_merge_with_empty_record_is_identity(rng):
         assert merged.count == m.count
         np.testing.assert_array_equal(merged.mean, m.mean)
         np.testing.assert_array_equal(merged.m2, m.m2)
+
+
+def _exact_m2(column):
+    from fractions import Fraction
+
+    values = [Fraction(float(v)) for v in column]
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values)
+
+
+@pytest.mark.parametrize(("offset", "dtype"), [(1e6, np.float64), (1e9, np.float64),
+                                               (1e6, np.float32)])
+def test_merged_m2_is_as_accurate_as_the_whole_batch_far_from_zero(rng, offset, dtype):
+    from fractions import Fraction
+
+    a = (offset + rng.standard_normal((100, 2))).astype(dtype)
+    b = (offset + 1 + rng.standard_normal((100, 2))).astype(dtype)  # means a std apart
+    ma, mb = batch_norm_moments(a), batch_norm_moments(b)
+    merged = merge_moments(ma, mb)
+    # negative control: the same records without the means' low parts
+    rounded = merge_moments(Moments(ma.count, ma.mean, ma.m2), Moments(mb.count, mb.mean, mb.m2))
+    whole = np.concatenate([a, b])
+    for c in range(2):
+        exact = _exact_m2(whole[:, c])
+
+        def rel(m2, exact=exact):
+            return float(abs(Fraction(float(m2)) - exact) / exact)
+
+        assert rel(merged.m2[c]) < 5e-15  # a few float64 roundings, as the whole batch's
+        assert rel(rounded.m2[c]) > 1e-12  # what mean_lo removes
+    np.testing.assert_allclose(merged.mean, batch_norm_moments(whole).mean, rtol=1e-16)
+
+
+def test_moments_record_is_a_three_field_tuple_with_the_low_part_beside(rng):
+    import pickle
+
+    m = batch_norm_moments(rng.standard_normal((7, 3)) + 1e3)
+    count, mean, m2 = m  # mean_lo is not a field
+    assert count == 7 and len(m) == 3 and m.mean_lo.shape == (3,)
+    back = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(back.mean_lo, m.mean_lo)
+    assert Moments(count, mean, m2).mean_lo is None
+    assert m._replace(m2=m2 * 2).mean_lo is None  # a changed record drops it
+    with pytest.raises(ValueError, match="mean_lo has shape"):
+        merge_moments(m, Moments(count, mean, m2, mean_lo=np.zeros(2)))
+    with pytest.raises(TypeError, match="mean_lo has dtype"):
+        merge_moments(m, Moments(count, mean, m2, mean_lo=np.zeros(3, dtype=complex)))
 
 
 def test_merge_moments_rejects_bad_records():

@@ -249,8 +249,8 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     -------
     Moments
         ``(count, mean, m2)`` with float64 ``mean`` and ``m2`` of shape
-        ``(C,)``. Merge records of several batches with
-        :func:`merge_moments`.
+        ``(C,)``, and the mean's float64 rounding error as ``mean_lo``.
+        Merge records of several batches with :func:`merge_moments`.
 
     Raises
     ------
@@ -272,8 +272,8 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     x3 = _as_layout(x, layout)
     kernels = _backend()
     with np.errstate(all="ignore"), _kernel_call(x.size):
-        mu, m2, _ = kernels.moments(_kernel_view(x3))
-    return Moments(layout[0] * layout[2], mu, m2)
+        mu, m2, mu_lo = kernels.moments(_kernel_view(x3))
+    return Moments(layout[0] * layout[2], mu, m2, mean_lo=mu_lo)
 
 
 def batch_norm_forward(
@@ -381,6 +381,17 @@ def batch_norm_forward(
     as in PyTorch; other
     channels are unaffected. With ``eps=0`` a constant channel gives NaN.
     Results are bit-identical whatever the number of Numba threads.
+
+    Limits of float64 evaluation: an output is off by about
+    ``1e-16 (|gamma xhat| + |beta|)`` in absolute terms (the rounding of
+    ``gamma invstd`` and of the sum), which the accuracy goal's 1e-7
+    absolute allowance covers while ``|gamma xhat|`` and ``|beta|`` stay
+    below about 1e8; an output that cancels between larger terms (weight and
+    bias of 1e10, say) carries that absolute error. For float64 inputs, a
+    channel whose spread exceeds about 1e154 overflows the squared
+    deviations (``var`` is inf, ``invstd`` 0, outputs equal ``bias``), and
+    with ``eps=0`` a spread below about 1e-154 underflows them; PyTorch
+    shares both limits.
     """
     func = "batch_norm_forward"
     x, _, layout = _check_input("x", x, channel_axis, func)

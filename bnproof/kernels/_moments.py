@@ -7,8 +7,18 @@ from typing import NamedTuple
 import numpy as np
 
 
-class Moments(NamedTuple):
+class _MomentFields(NamedTuple):
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+class Moments(_MomentFields):
     """Per-channel moments of a batch, mergeable across batches or shards.
+
+    A named tuple ``(count, mean, m2)``: ``count, mean, m2 = moments``
+    works. Build one with :func:`~bnproof.kernels.batch_norm_moments`, with
+    :func:`merge_moments`, or by hand as ``Moments(count, mean, m2)``.
 
     Attributes
     ----------
@@ -21,16 +31,30 @@ class Moments(NamedTuple):
         deviations from ``mean``. The biased variance used by batch
         normalization is ``m2 / count``, the unbiased one stored in running
         buffers is ``m2 / (count - 1)``.
+    mean_lo : numpy.ndarray or None
+        Keyword-only, not one of the tuple's fields: float64 ``(C,)``, the
+        rounding error of ``mean`` as far as it is known (``mean + mean_lo``
+        is the mean with the float64 rounding of ``mean`` itself removed),
+        or None (taken as 0). :func:`merge_moments` uses it to subtract
+        two means without their rounding: with |mean| / std = 1e6 a merged
+        ``m2`` would otherwise be some 1e-11 off, relatively, instead of
+        1e-16. ``_replace`` drops it.
 
     Notes
     -----
     Ioffe & Szegedy (2015), Algorithm 1: ``var = m2 / count``. Records merge
-    exactly with :func:`merge_moments`.
+    with :func:`merge_moments`.
     """
 
-    count: int
-    mean: np.ndarray
-    m2: np.ndarray
+    def __new__(cls, count, mean, m2, *, mean_lo=None):
+        self = super().__new__(cls, count, mean, m2)
+        self._mean_lo = mean_lo  # an instance attribute, so the tuple stays (count, mean, m2)
+        return self
+
+    @property
+    def mean_lo(self) -> np.ndarray | None:
+        """The rounding error of ``mean`` (see the class), or None."""
+        return self.__dict__.get("_mean_lo")
 
     @property
     def var(self) -> np.ndarray:
@@ -53,7 +77,8 @@ def _check_moments(name: str, m: object) -> Moments:
         raise TypeError(f"{name}.count must be an int >= 0, got {m.count!r} (e.g. int(count))")
     if m.count < 0:
         raise ValueError(f"{name}.count must be an int >= 0, got {m.count!r}")
-    for field in ("mean", "m2"):
+    fields = ("mean", "m2") + (("mean_lo",) if m.mean_lo is not None else ())
+    for field in fields:
         value = getattr(m, field)
         if not isinstance(value, np.ndarray) or value.ndim != 1:
             raise ValueError(
@@ -71,12 +96,20 @@ def _check_moments(name: str, m: object) -> Moments:
             f"{name}.m2 has negative values ({m.m2[m.m2 < 0][:3]}); m2 is a sum of squared "
             "deviations (use the m2 that batch_norm_moments returns)"
         )
-    if m.mean.shape != m.m2.shape:
-        raise ValueError(
-            f"{name}.mean has shape {m.mean.shape} but {name}.m2 has shape {m.m2.shape}; "
-            "both must be (C,)"
-        )
+    for field in fields[1:]:
+        if getattr(m, field).shape != m.mean.shape:
+            raise ValueError(
+                f"{name}.mean has shape {m.mean.shape} but {name}.{field} has shape "
+                f"{getattr(m, field).shape}; both must be (C,)"
+            )
     return m
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum)."""
+    s = a + b
+    bv = s - a
+    return s, (a - (s - bv)) + (b - bv)
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
@@ -104,8 +137,15 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
     -----
     Chan, Golub & LeVeque (1979) pairwise update, exact in exact arithmetic:
     ``n = nA + nB``, ``d = muB - muA``, ``mu = muA + d nB / n``,
-    ``M2 = M2A + M2B + d^2 nA nB / n``. It never subtracts two large sums,
-    so it keeps the accuracy of the two-pass algorithm. Ioffe & Szegedy
+    ``M2 = M2A + M2B + d^2 nA nB / n``. It never subtracts two large sums.
+    The difference of the means does subtract two large numbers when
+    |mean| >> std; each record's ``mean_lo`` (which
+    :func:`~bnproof.kernels.batch_norm_moments` and this function fill in)
+    removes their float64 rounding from ``d``, and the merged mean's own
+    rounding is kept in the result's ``mean_lo`` (a TwoSum), so merged
+    ``m2`` stays as accurate as that of the whole batch. Records built
+    without ``mean_lo`` merge with ``d`` rounded to about
+    ``1e-16 |mean|``. Ioffe & Szegedy
     (2015), section 3.1, estimate population statistics from many
     mini-batches; merged moments give them exactly (the unbiased variance is
     ``m2 / (count - 1)``).
@@ -118,16 +158,22 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
             "merge moments of the same channels only"
         )
     na, nb = int(a.count), int(b.count)
-    mean_a = np.asarray(a.mean, dtype=np.float64)
-    mean_b = np.asarray(b.mean, dtype=np.float64)
-    m2_a = np.asarray(a.m2, dtype=np.float64)
-    m2_b = np.asarray(b.m2, dtype=np.float64)
+
+    def fields(m):
+        lo = np.zeros(m.mean.shape) if m.mean_lo is None else m.mean_lo
+        return (np.array(m.mean, dtype=np.float64), np.array(lo, dtype=np.float64),
+                np.array(m.m2, dtype=np.float64))
+
+    mean_a, lo_a, m2_a = fields(a)
+    mean_b, lo_b, m2_b = fields(b)
     if nb == 0:
-        return Moments(na, mean_a.copy(), m2_a.copy())
+        return Moments(na, mean_a, m2_a, mean_lo=lo_a)
     if na == 0:
-        return Moments(nb, mean_b.copy(), m2_b.copy())
+        return Moments(nb, mean_b, m2_b, mean_lo=lo_b)
     n = na + nb
-    d = mean_b - mean_a
-    mean = mean_a + d * (nb / n)
-    m2 = m2_a + m2_b + d * d * (na * nb / n)
-    return Moments(n, mean, m2)
+    with np.errstate(all="ignore"):  # inf and NaN means are results, as in the kernels
+        d = (mean_b - mean_a) + (lo_b - lo_a)
+        mean, lo = _two_sum(mean_a, d * (nb / n))
+        mean, lo = _two_sum(mean, lo + lo_a)
+        m2 = m2_a + m2_b + d * d * (na * nb / n)
+    return Moments(n, mean, m2, mean_lo=lo)
