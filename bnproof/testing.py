@@ -12,10 +12,19 @@ directions ``v`` (one array per input) and a random cotangent ``u``,
 
 must agree. One scalar comparison per direction checks every entry of the
 Jacobian at once (autograd's ``check_grads`` works the same way).
+
+Each input's direction is scaled to the input's own size (``max(1,
+max|x_k|)``), so that every input's term weighs in the comparison: with
+unit directions, an input of size 1e7 (whose Jacobian is 1e-7 for a
+normalization) contributed 1e-7 of the terms, and a VJP returning 0 for it
+passed. A term can still hide behind the others when its Jacobian is small
+for other reasons; to check one input alone, pass a ``fun`` of that input
+only.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +35,8 @@ __all__ = ["EPS", "RTOL", "GradCheck", "check_grads", "grad_errors"]
 #: Relative step of the central difference. The truncation error of a central
 #: difference is O(h^2 |f'''|) and its rounding error O(eps_mach |f| / h); for
 #: float64 the two balance near h = eps_mach**(1/3) ~ 6e-6, giving about
-#: 1e-10 relative error. The step is scaled by ``max(1, max|x|)``.
+#: 1e-10 relative error. Each input's direction is scaled by ``max(1,
+#: max|x_k|)``, so the step is relative to each input.
 EPS = 6e-6
 
 #: Relative tolerance of the comparison, scaled by ``sum_k |(J^T u)_k| . |v_k|``
@@ -52,11 +62,12 @@ class GradCheck:
     max_abs_err : float
         Largest ``|numeric - analytic|``.
     max_rel_err : float
-        Largest ``|numeric - analytic| / scale``.
+        Largest ``|numeric - analytic| / scale``; NaN if any direction gave
+        NaN.
     rtol : float
         The tolerance on ``max_rel_err``.
     passed : bool
-        ``max_rel_err <= rtol``.
+        ``max_rel_err <= rtol`` (False when it is NaN).
     """
 
     numeric: tuple[float, ...]
@@ -81,8 +92,26 @@ def _as_float64_inputs(args: Sequence[object]) -> list[np.ndarray]:
             raise TypeError(
                 f"args[{k}] has dtype {arr.dtype}; pass real numbers (float64 arrays)"
             )
-        arrays.append(np.array(arr, dtype=np.float64))
+        arr = np.array(arr, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"args[{k}] holds inf or NaN; finite differences need a finite point"
+            )
+        arrays.append(arr)
     return arrays
+
+
+def _outputs(value: object, what: str) -> np.ndarray:
+    """``value`` (what ``fun`` returned) as a float64 array, or a ValueError."""
+    try:
+        out = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{what} returned {type(value).__name__}, not an array of real numbers ({exc})"
+        ) from None
+    if value is None or out.dtype == object:
+        raise ValueError(f"{what} returned {type(value).__name__}; it must return an array")
+    return out
 
 
 def grad_errors(
@@ -105,7 +134,8 @@ def grad_errors(
         ``vjp(u, *args) -> sequence``: ``J^T u`` for every input, one array of
         ``args[k]``'s shape each (``u`` has the output's shape).
     args : sequence of array_like
-        The point at which the Jacobian is checked; converted to float64.
+        The point at which the Jacobian is checked; converted to float64,
+        finite.
     directions : int, default 3
         Number of random ``(u, v)`` pairs.
     eps : float, default :data:`EPS`
@@ -123,33 +153,42 @@ def grad_errors(
     Raises
     ------
     TypeError
-        If ``args`` is not a sequence of real arrays.
+        If ``args`` is not a sequence of real arrays, or ``directions``,
+        ``eps`` or ``rtol`` is not a number (or is a bool).
     ValueError
-        If ``directions < 1``, ``eps <= 0`` or ``rtol <= 0``, or if
-        ``fun``/``vjp`` return something other than arrays of the expected
-        shapes.
+        If ``args`` holds inf or NaN, ``directions < 1``, ``eps <= 0`` or
+        ``rtol <= 0``, or if ``fun``/``vjp`` return something other than
+        arrays of the expected shapes.
 
     Notes
     -----
     The backward pass of Ioffe & Szegedy (2015), section 3, is a VJP; this
     checks it without forming the Jacobian.
     """
-    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
+    if isinstance(directions, bool) or not isinstance(directions, numbers.Integral):
+        raise TypeError(f"directions must be an int >= 1, got {directions!r}")
+    if directions < 1:
         raise ValueError(f"directions must be an int >= 1, got {directions!r}")
     for name, value in (("eps", eps), ("rtol", rtol)):
-        if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (np.isfinite(float(value)) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    eps, rtol = float(eps), float(rtol)
     xs = _as_float64_inputs(args)
-    y0 = np.asarray(fun(*xs), dtype=np.float64)
+    y0 = _outputs(fun(*xs), "fun")
+    sizes = [max(1.0, float(np.max(np.abs(x), initial=0.0))) for x in xs]
     rng = np.random.default_rng(seed)
     numeric, analytic, scale = [], [], []
     for _ in range(directions):
         u = rng.standard_normal(y0.shape)
-        vs = [rng.standard_normal(x.shape) for x in xs]
+        vs = [rng.standard_normal(x.shape) * s for x, s in zip(xs, sizes, strict=True)]
         grads = vjp(u, *xs)
-        if isinstance(grads, np.ndarray) or len(grads) != len(xs):
+        if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence) or (
+            len(grads) != len(xs)
+        ):
             raise ValueError(
-                f"vjp returned {type(grads).__name__}; it must return a sequence of "
+                f"vjp returned {type(grads).__name__}; it must return a list or tuple of "
                 f"{len(xs)} arrays, one per input"
             )
         ana = 0.0
@@ -163,26 +202,28 @@ def grad_errors(
                 )
             ana += float(np.sum(gk * vk))
             size += float(np.sum(np.abs(gk) * np.abs(vk)))
-        h = eps * max(1.0, max(float(np.max(np.abs(x), initial=0.0)) for x in xs))
-        plus = np.asarray(fun(*[x + h * v for x, v in zip(xs, vs, strict=True)]))
-        minus = np.asarray(fun(*[x - h * v for x, v in zip(xs, vs, strict=True)]))
+        h = eps  # the directions carry each input's size
+        plus = _outputs(fun(*[x + h * v for x, v in zip(xs, vs, strict=True)]), "fun")
+        minus = _outputs(fun(*[x - h * v for x, v in zip(xs, vs, strict=True)]), "fun")
         if plus.shape != y0.shape or minus.shape != y0.shape:
             raise ValueError("fun returned outputs of different shapes at nearby points")
-        num = float(np.sum(u * (plus.astype(np.float64) - minus.astype(np.float64)))) / (2 * h)
+        num = float(np.sum(u * (plus - minus))) / (2 * h)
         numeric.append(num)
         analytic.append(ana)
         scale.append(size)
-    abs_err = [abs(n - a) for n, a in zip(numeric, analytic, strict=True)]
-    rel_err = [e / s if s > 0 else (0.0 if e == 0 else np.inf)
-               for e, s in zip(abs_err, scale, strict=True)]
-    max_rel = float(max(rel_err))
+    abs_err = np.abs(np.subtract(numeric, analytic))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_err = np.where(np.array(scale) > 0, abs_err / np.array(scale),
+                           np.where(abs_err == 0, 0.0, np.inf))
+    rel_err[np.isnan(abs_err) | np.isnan(scale)] = np.nan
+    max_rel = float(np.max(rel_err))  # NaN if any direction is NaN
     return GradCheck(
         numeric=tuple(numeric),
         analytic=tuple(analytic),
         scale=tuple(scale),
-        max_abs_err=float(max(abs_err)),
+        max_abs_err=float(np.max(abs_err)),
         max_rel_err=max_rel,
-        rtol=float(rtol),
+        rtol=rtol,
         passed=bool(max_rel <= rtol),
     )
 

@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -875,6 +876,78 @@ def test_a_changed_dependency_empties_the_kernel_cache(tmp_path):
     os.utime(dep, (stat.st_atime + 10, stat.st_mtime + 10))
     assert _run_toy(tmp_path, "plain") == 1  # stale: the hazard is real
     assert _run_toy(tmp_path, "guarded") == 2
+
+
+def test_array_subclasses_are_read_as_their_memory(rng):
+    # a subclass's own shape cannot reach the kernels (it would read out of
+    # bounds), and running buffers are written without its hooks (a hook that
+    # raised after running_mean was written left the buffers half-updated)
+    class Liar(np.ndarray):
+        @property
+        def shape(self):
+            return (16,)
+
+    x = rng.standard_normal((2, 16, 1024)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"weight has shape \(1,\) but x has 16 channels"):
+        batch_norm_forward(x, np.ones(1, np.float32).view(Liar))
+
+    class Hooked(np.ndarray):
+        def __setitem__(self, key, value):
+            raise RuntimeError("hook")
+
+    rm = np.zeros(16, np.float32)
+    rv = np.ones(16, np.float32).view(Hooked)
+    y, mean, _ = batch_norm_forward(x, None, None, rm, rv)
+    np.testing.assert_allclose(rm, 0.1 * mean, rtol=1e-6)
+    assert not np.all(rv.view(np.ndarray) == 1.0)  # both updated
+    m = batch_norm_moments(x)
+    lying = Moments(m.count, m.mean, np.zeros(1).view(Liar))
+    with pytest.raises(ValueError, match=r"m2 has shape \(1,\)"):
+        merge_moments(m, lying)
+
+
+def test_a_damaged_digest_file_counts_as_stale(tmp_path):
+    # bytes that are not text in the recorded digest: the cache is emptied and
+    # the digest rewritten, never an exception at import
+    pkg = tmp_path / "toypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "dep.py").write_text("X = 1\n")
+    (pkg / "guarded.py").write_text(
+        "import numba\n"
+        "from bnproof.kernels._config import drop_stale_caches\n"
+        "from . import dep\n\n"
+        "@numba.njit(cache=True)\n"
+        "def kernel():\n"
+        "    return dep.X\n"
+        "\ndrop_stale_caches(globals(), [dep])\n"
+    )
+    assert _run_toy(tmp_path, "guarded") == 1
+    (stamp,) = pkg.glob("__pycache__/guarded.deps-sha256")
+    stamp.write_bytes(b"\xff\xfe not a digest")
+    assert _run_toy(tmp_path, "guarded") == 1
+    assert len(stamp.read_bytes().strip()) == 64  # a SHA-256 digest again
+
+
+def test_kernels_compile_without_a_cache_folder(monkeypatch):
+    # a read-only installation with no writable user cache folder: Numba has
+    # no locator, and the kernels must still compile (uncached, with a warning)
+    from numba.core.caching import CacheImpl
+
+    from bnproof.kernels import _config
+
+    monkeypatch.setattr(CacheImpl, "_locator_classes", [])
+    monkeypatch.setattr(_config, "_UNCACHED", [])
+
+    def twice(v):
+        return 2 * v
+
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        kernel = _config.jit()(twice)
+    assert kernel(21) == 42 and _config._UNCACHED == ["twice"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process, not per kernel
+        assert _config.jit()(twice)(1) == 2
 
 
 def test_a_new_process_loads_the_kernels_from_the_cache(tmp_path):

@@ -53,6 +53,33 @@ def test_wrong_gradient_is_caught(rng):
         check_grads(np.sin, lambda u, x: [u * np.cos(x) * (1 + 1e-4)], [np.linspace(0, 1, 5)])
 
 
+def test_a_wrong_gradient_of_a_large_input_is_caught(rng):
+    # directions are scaled to each input: with unit directions, x of size
+    # 1e7 (Jacobian 1e-7) weighed 1e-7 against weight and bias, and a VJP
+    # that returned dx = 0 passed
+    x = rng.standard_normal((4, 3, 5)) * 1e7
+    w = rng.standard_normal(3)
+    b = rng.standard_normal(3)
+
+    def zero_dx(u, x, w, b):
+        return [np.zeros_like(x), *_bn_vjp(u, x, w, b)[1:]]
+
+    assert check_grads(_bn, _bn_vjp, [x, w, b]).passed
+    res = grad_errors(_bn, zero_dx, [x, w, b])
+    assert not res.passed and res.max_rel_err > 0.1
+
+
+def test_nan_in_any_direction_fails():
+    calls = []
+
+    def fun(x):  # NaN after the first direction's two evaluations (and y0)
+        calls.append(1)
+        return 2 * x if len(calls) <= 3 else np.full_like(x, np.nan)
+
+    res = grad_errors(fun, lambda u, x: [2 * u], [np.array([1.0, 2.0, 3.0])])
+    assert np.isnan(res.max_rel_err) and not res.passed
+
+
 def test_is_deterministic_for_a_seed():
     x = [np.linspace(0, 1, 5)]
     vjp = lambda u, x: [u * np.cos(x)]  # noqa: E731
@@ -70,10 +97,15 @@ def test_constants_are_sensible():
         (dict(args=np.ones(3)), TypeError, "wrap a single array"),
         (dict(args=[]), TypeError, "non-empty"),
         (dict(args=[np.array(["a"])]), TypeError, "real numbers"),
+        (dict(args=[np.array([1.0, np.inf])]), ValueError, "inf or NaN"),
         (dict(args=[np.ones(3)], directions=0), ValueError, "directions"),
+        (dict(args=[np.ones(3)], directions=2.0), TypeError, "directions"),
         (dict(args=[np.ones(3)], eps=0.0), ValueError, "eps must be"),
         (dict(args=[np.ones(3)], rtol=-1.0), ValueError, "rtol must be"),
-        (dict(args=[np.ones(3)], vjp=lambda u, x: u), ValueError, "sequence of 1 arrays"),
+        (dict(args=[np.ones(3)], rtol=True), TypeError, "rtol must be"),
+        (dict(args=[np.ones(3)], fun=lambda x: None), ValueError, "fun returned NoneType"),
+        (dict(args=[np.ones(3)], vjp=lambda u, x: u), ValueError, "list or tuple of 1 arrays"),
+        (dict(args=[np.ones(3)], vjp=lambda u, x: None), ValueError, "list or tuple of 1"),
         (dict(args=[np.ones(3)], vjp=lambda u, x: [u[:2]]), ValueError, "has shape"),
     ],
 )
@@ -81,3 +113,9 @@ def test_bad_arguments(kwargs, exc, match):
     kwargs = {"fun": np.sin, "vjp": lambda u, x: [u * np.cos(x)], **kwargs}
     with pytest.raises(exc, match=match):
         grad_errors(**kwargs)
+
+
+def test_numpy_scalars_are_accepted():
+    res = grad_errors(np.sin, lambda u, x: [u * np.cos(x)], [np.linspace(0, 1, 5)],
+                      directions=np.int64(2), eps=np.float32(1e-5), rtol=np.float64(1e-6))
+    assert res.passed and len(res.numeric) == 2

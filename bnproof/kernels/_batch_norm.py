@@ -79,6 +79,10 @@ def _check_array(name: str, value: object, func: str, like: np.dtype | None = No
             f"{name} is a masked array; {func} would ignore its mask and use the hidden "
             f"values (pass np.ma.getdata({name}) if they are valid, or {name}.filled(v))"
         )
+    # A subclass (np.matrix, np.memmap, ...) is used as the plain array of its
+    # memory: its own shape or indexing cannot disagree with what the kernels
+    # read, and running buffers are written without its hooks.
+    value = value.view(np.ndarray)
     if value.dtype not in _FLOAT_DTYPES:
         if like is not None:
             cast = f"np.{like}"

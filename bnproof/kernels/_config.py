@@ -70,6 +70,9 @@ JIT_OPTIONS = {
     "boundscheck": False,
 }
 
+#: Names of the kernels compiled without a disk cache (see :func:`jit`).
+_UNCACHED: list[str] = []
+
 #: Keyword arguments for kernels that run a ``prange`` loop.
 PARALLEL_JIT_OPTIONS = {**JIT_OPTIONS, "parallel": True}
 
@@ -88,14 +91,34 @@ def jit(*, parallel: bool = False, elementwise: bool = False):
     -------
     callable
         A decorator. Numba is imported here, never at ``import bnproof``.
+        Where Numba finds no folder to cache in (a read-only installation
+        and no writable user cache folder), the kernel is compiled without
+        a disk cache, with a warning, instead of failing.
     """
     import numba
 
     options = dict(PARALLEL_JIT_OPTIONS if parallel else JIT_OPTIONS)
     if elementwise:
         options["fastmath"] = ELEMENTWISE_FASTMATH
-    return numba.njit(**{k: (set(v) if isinstance(v, frozenset | set) else v)
-                         for k, v in options.items()})
+    options = {k: (set(v) if isinstance(v, frozenset | set) else v) for k, v in options.items()}
+
+    def decorate(fn):
+        try:
+            return numba.njit(**options)(fn)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+            if not _UNCACHED:  # one warning per process, not one per kernel
+                warnings.warn(
+                    f"Numba finds no folder to cache bnproof's kernels in ({exc}); they are "
+                    "compiled in every new process. Set NUMBA_CACHE_DIR to a writable "
+                    "folder to cache them.",
+                    RuntimeWarning, stacklevel=2,
+                )
+            _UNCACHED.append(fn.__name__)
+            return numba.njit(**{**options, "cache": False})(fn)
+
+    return decorate
 
 
 def drop_stale_caches(namespace: dict, dependencies) -> int:
@@ -140,7 +163,7 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
     for folder in sorted({cache.cache_path for cache in caches}):
         stamp = Path(folder, f"{module.rpartition('.')[2]}.deps-sha256")
         try:
-            if stamp.is_file() and stamp.read_text().strip() == digest:
+            if stamp.is_file() and stamp.read_bytes().strip() == digest.encode():
                 continue
             for cache in caches:
                 if cache.cache_path == folder:

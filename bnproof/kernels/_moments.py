@@ -78,31 +78,40 @@ def _check_moments(name: str, m: object) -> Moments:
     if m.count < 0:
         raise ValueError(f"{name}.count must be an int >= 0, got {m.count!r}")
     fields = ("mean", "m2") + (("mean_lo",) if m.mean_lo is not None else ())
+    arrays = {}
     for field in fields:
         value = getattr(m, field)
+        if isinstance(value, np.ndarray) and not isinstance(value, np.ma.MaskedArray):
+            value = value.view(np.ndarray)  # a subclass's own shape or hooks do not count
+        arrays[field] = value
         if not isinstance(value, np.ndarray) or value.ndim != 1:
             raise ValueError(
                 f"{name}.{field} must be a 1-D NumPy array of shape (C,), got "
                 f"{type(value).__name__} with shape {getattr(value, 'shape', None)}"
             )
-        if value.dtype.kind not in "fiu" or isinstance(value, np.ma.MaskedArray):
+        if isinstance(value, np.ma.MaskedArray):
             raise TypeError(
-                f"{name}.{field} has dtype {value.dtype}"
-                f"{' (a masked array)' if isinstance(value, np.ma.MaskedArray) else ''}; "
+                f"{name}.{field} is a masked array; merge_moments would ignore its mask "
+                f"(pass np.ma.getdata({name}.{field}) if the values are valid)"
+            )
+        if value.dtype.kind not in "fiu":
+            raise TypeError(
+                f"{name}.{field} has dtype {value.dtype}; "
                 f"pass a plain real array (e.g. {name}.{field}.astype(np.float64))"
             )
-    if m.count > 0 and np.any(m.m2 < 0):
+    m2 = arrays["m2"]
+    if m.count > 0 and np.any(m2 < 0):
         raise ValueError(
-            f"{name}.m2 has negative values ({m.m2[m.m2 < 0][:3]}); m2 is a sum of squared "
+            f"{name}.m2 has negative values ({m2[m2 < 0][:3]}); m2 is a sum of squared "
             "deviations (use the m2 that batch_norm_moments returns)"
         )
     for field in fields[1:]:
-        if getattr(m, field).shape != m.mean.shape:
+        if arrays[field].shape != arrays["mean"].shape:
             raise ValueError(
-                f"{name}.mean has shape {m.mean.shape} but {name}.{field} has shape "
-                f"{getattr(m, field).shape}; both must be (C,)"
+                f"{name}.mean has shape {arrays['mean'].shape} but {name}.{field} has shape "
+                f"{arrays[field].shape}; both must be (C,)"
             )
-    return m
+    return Moments(m.count, arrays["mean"], arrays["m2"], mean_lo=arrays.get("mean_lo"))
 
 
 def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
