@@ -906,6 +906,46 @@ def test_array_subclasses_are_read_as_their_memory(rng):
         merge_moments(m, lying)
 
 
+def test_a_process_with_old_code_does_not_save_kernels_after_an_update(tmp_path):
+    # P imports, the dependency changes, Q imports (recording the new digest),
+    # then P compiles a new specialization with the code it imported: that
+    # kernel must not be saved, or every later process would load it
+    pkg = tmp_path / "toypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    dep = pkg / "dep.py"
+    dep.write_text("X = 1\n")
+    (pkg / "guarded.py").write_text(
+        "import numba\n"
+        "from bnproof.kernels._config import drop_stale_caches\n"
+        "from . import dep\n\n"
+        "@numba.njit(cache=True)\n"
+        "def kernel(v):\n"
+        "    return v + dep.X\n"
+        "\ndrop_stale_caches(globals(), [dep])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    code = "from toypkg import guarded; print(guarded.kernel({}), flush=True)"
+    later = "print(guarded.kernel(1.0), flush=True)"  # a new specialization, after the update
+    p = subprocess.Popen(
+        [sys.executable, "-c", code.format("1") + "; input(); " + later],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        assert p.stdout.readline().strip() == "2"
+        dep.write_text("X = 2\n")
+        q = subprocess.run([sys.executable, "-c", code.format("1")], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, check=True)
+        assert q.stdout.strip() == "3"
+        out, _ = p.communicate("\n", timeout=120)
+    finally:
+        p.kill()
+    assert out.strip() == "2.0"  # P runs the code it imported
+    r = subprocess.run([sys.executable, "-c", code.format("1.0")], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, check=True)
+    assert r.stdout.strip() == "3.0"  # not P's kernel
+
+
 def test_a_damaged_digest_file_counts_as_stale(tmp_path):
     # bytes that are not text in the recorded digest: the cache is emptied and
     # the digest rewritten, never an exception at import

@@ -144,6 +144,12 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
     ``<module>.deps-sha256`` in the cache folder. Two processes that find
     it stale at the same time both empty the cache, which only costs a
     recompilation. Nothing is compiled here.
+
+    A process keeps the code it imported. If a newer process has recorded
+    another digest since (the files changed under a running notebook), the
+    kernels this process compiles afterwards are not saved: each kernel's
+    cache re-reads the recorded digest before it saves and skips the save
+    unless it is this process's.
     """
     from numba.core.registry import CPUDispatcher
 
@@ -163,6 +169,9 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
     for folder in sorted({cache.cache_path for cache in caches}):
         stamp = Path(folder, f"{module.rpartition('.')[2]}.deps-sha256")
         try:
+            for cache in caches:
+                if cache.cache_path == folder:
+                    _save_only_while_current(cache, stamp, digest)
             if stamp.is_file() and stamp.read_bytes().strip() == digest.encode():
                 continue
             for cache in caches:
@@ -180,3 +189,19 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
                 RuntimeWarning, stacklevel=2,
             )
     return emptied
+
+
+def _save_only_while_current(cache, stamp: Path, digest: str) -> None:
+    """Make ``cache`` save a compiled kernel only while ``stamp`` records ``digest``."""
+    save = cache.save_overload
+
+    def save_overload(sig, data):
+        try:
+            current = stamp.read_bytes().strip() == digest.encode()
+        except OSError:
+            current = False
+        if current:
+            save(sig, data)
+
+    cache.save_overload = save_overload
+
