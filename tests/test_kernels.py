@@ -946,6 +946,32 @@ def test_a_process_with_old_code_does_not_save_kernels_after_an_update(tmp_path)
     assert r.stdout.strip() == "3.0"  # not P's kernel
 
 
+def test_a_truncated_cache_file_is_recompiled(tmp_path):
+    pkg = tmp_path / "toypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "dep.py").write_text("X = 1\n")
+    (pkg / "guarded.py").write_text(
+        "import numba\n"
+        "from bnproof.kernels._config import drop_stale_caches\n"
+        "from . import dep\n\n"
+        "@numba.njit(cache=True)\n"
+        "def kernel():\n"
+        "    return dep.X\n"
+        "\ndrop_stale_caches(globals(), [dep])\n"
+    )
+    assert _run_toy(tmp_path, "guarded") == 1
+    (index,) = pkg.glob("__pycache__/guarded.kernel-*.nbi")
+    index.write_bytes(index.read_bytes()[:20])  # a killed process, a full disk
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", "from toypkg import guarded; "
+                           "print(guarded.kernel())"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.split() == ["1"], proc.stderr
+    assert "damaged" in proc.stderr
+    assert _run_toy(tmp_path, "guarded") == 1  # saved again, readable
+
+
 def test_a_damaged_digest_file_counts_as_stale(tmp_path):
     # bytes that are not text in the recorded digest: the cache is emptied and
     # the digest rewritten, never an exception at import

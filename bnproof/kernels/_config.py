@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
     another digest since (the files changed under a running notebook), the
     kernels this process compiles afterwards are not saved: each kernel's
     cache re-reads the recorded digest before it saves and skips the save
-    unless it is this process's.
+    unless it is this process's. A cache file that cannot be unpickled
+    (truncated by a full disk or a killed process) is emptied with a
+    warning and the kernel compiled, instead of failing every call.
     """
     from numba.core.registry import CPUDispatcher
 
@@ -172,6 +175,7 @@ def drop_stale_caches(namespace: dict, dependencies) -> int:
             for cache in caches:
                 if cache.cache_path == folder:
                     _save_only_while_current(cache, stamp, digest)
+                    _recompile_when_unreadable(cache)
             if stamp.is_file() and stamp.read_bytes().strip() == digest.encode():
                 continue
             for cache in caches:
@@ -204,4 +208,23 @@ def _save_only_while_current(cache, stamp: Path, digest: str) -> None:
             save(sig, data)
 
     cache.save_overload = save_overload
+
+
+def _recompile_when_unreadable(cache) -> None:
+    """Make ``cache`` treat a damaged cache file as a miss (emptied, with a warning)."""
+    load = cache.load_overload
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except (pickle.UnpicklingError, EOFError) as exc:
+            warnings.warn(
+                f"bnproof's kernel cache in {cache.cache_path} is damaged ({exc}); "
+                "it is emptied and the kernel compiled again.",
+                RuntimeWarning, stacklevel=2,
+            )
+            cache.flush()
+            return None
+
+    cache.load_overload = load_overload
 
