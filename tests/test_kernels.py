@@ -906,24 +906,30 @@ def test_array_subclasses_are_read_as_their_memory(rng):
         merge_moments(m, lying)
 
 
-def test_a_process_with_old_code_does_not_save_kernels_after_an_update(tmp_path):
-    # P imports, the dependency changes, Q imports (recording the new digest),
-    # then P compiles a new specialization with the code it imported: that
-    # kernel must not be saved, or every later process would load it
-    pkg = tmp_path / "toypkg"
+def _toy_package(root, signature, value):
+    """``toypkg`` with ``dep.X = 1`` and ``guarded.{signature}`` returning ``value``, guarded."""
+    pkg = root / "toypkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    dep = pkg / "dep.py"
-    dep.write_text("X = 1\n")
+    (pkg / "dep.py").write_text("X = 1\n")
     (pkg / "guarded.py").write_text(
         "import numba\n"
         "from bnproof.kernels._config import drop_stale_caches\n"
         "from . import dep\n\n"
         "@numba.njit(cache=True)\n"
-        "def kernel(v):\n"
-        "    return v + dep.X\n"
+        f"def {signature}:\n"
+        f"    return {value}\n"
         "\ndrop_stale_caches(globals(), [dep])\n"
     )
+    return pkg
+
+
+def test_a_process_with_old_code_does_not_save_kernels_after_an_update(tmp_path):
+    # P imports, the dependency changes, Q imports (recording the new digest),
+    # then P compiles a new specialization with the code it imported: that
+    # kernel must not be saved, or every later process would load it
+    pkg = _toy_package(tmp_path, "kernel(v)", "v + dep.X")
+    dep = pkg / "dep.py"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     code = "from toypkg import guarded; print(guarded.kernel({}), flush=True)"
     later = "print(guarded.kernel(1.0), flush=True)"  # a new specialization, after the update
@@ -947,19 +953,7 @@ def test_a_process_with_old_code_does_not_save_kernels_after_an_update(tmp_path)
 
 
 def test_a_truncated_cache_file_is_recompiled(tmp_path):
-    pkg = tmp_path / "toypkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "dep.py").write_text("X = 1\n")
-    (pkg / "guarded.py").write_text(
-        "import numba\n"
-        "from bnproof.kernels._config import drop_stale_caches\n"
-        "from . import dep\n\n"
-        "@numba.njit(cache=True)\n"
-        "def kernel():\n"
-        "    return dep.X\n"
-        "\ndrop_stale_caches(globals(), [dep])\n"
-    )
+    pkg = _toy_package(tmp_path, "kernel()", "dep.X")
     assert _run_toy(tmp_path, "guarded") == 1
     (index,) = pkg.glob("__pycache__/guarded.kernel-*.nbi")
     index.write_bytes(index.read_bytes()[:20])  # a killed process, a full disk
@@ -975,19 +969,7 @@ def test_a_truncated_cache_file_is_recompiled(tmp_path):
 def test_a_damaged_digest_file_counts_as_stale(tmp_path):
     # bytes that are not text in the recorded digest: the cache is emptied and
     # the digest rewritten, never an exception at import
-    pkg = tmp_path / "toypkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "dep.py").write_text("X = 1\n")
-    (pkg / "guarded.py").write_text(
-        "import numba\n"
-        "from bnproof.kernels._config import drop_stale_caches\n"
-        "from . import dep\n\n"
-        "@numba.njit(cache=True)\n"
-        "def kernel():\n"
-        "    return dep.X\n"
-        "\ndrop_stale_caches(globals(), [dep])\n"
-    )
+    pkg = _toy_package(tmp_path, "kernel()", "dep.X")
     assert _run_toy(tmp_path, "guarded") == 1
     (stamp,) = pkg.glob("__pycache__/guarded.deps-sha256")
     stamp.write_bytes(b"\xff\xfe not a digest")
