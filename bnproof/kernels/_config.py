@@ -227,4 +227,3 @@ def _recompile_when_unreadable(cache) -> None:
             return None
 
     cache.load_overload = load_overload
-
