@@ -121,6 +121,42 @@ def test_missing_witness_is_unproved():
     assert "witness" in proof.reason
 
 
+def _bias_derivative_must_not_vanish(batch, idx):
+    model = training(batch, lambda k: batch.item(u, k) + b)
+    return [Nonzero(sympy.Symbol("dydb"), sympy.diff(model.y(idx["i"]), b))]
+
+
+def test_an_identically_zero_nonzero_is_refuted():
+    # the symbolic zero test shows it is 0 everywhere: no witness can exist
+    proof = establish("dydb-nonzero", _bias_derivative_must_not_vanish, free=("i",), n_max=2)
+    assert proof.verdict == "refuted"
+    assert "identically 0" in proof.reason
+
+
+def test_degenerate_random_points_are_drawn_again():
+    # with this id the first point has x_1 = x_2 at N = 2 and eps = 0, so the
+    # scale s is 0 and the value undefined; it crashed the check before
+    from bnproof.symbolic._claims import _scale_invariance
+
+    proof = establish("scale-invariance-19", _scale_invariance, free=("i",), n_max=2,
+                      symbolic=False)
+    assert proof.verdict == "proved"
+    assert all(check.passed for check in proof.checks)
+
+
+def test_reversed_limits_are_unproved_not_a_crash():
+    from bnproof.symbolic._models import x
+
+    def build(batch, idx):
+        k = sympy.Symbol("k", integer=True)
+        lhs = sympy.Sum(sympy.KroneckerDelta(2, k) * batch.item(x, k), (k, 3, 1))
+        return [Identity(sympy.Symbol("s"), lhs, 0, {})]
+
+    proof = establish("reversed", build, n_max=3)
+    assert proof.verdict == "unproved"
+    assert "reversed limits" in proof.reason
+
+
 def test_unproved_when_symbolic_route_is_refused():
     from bnproof.symbolic._models import x
 

@@ -98,3 +98,34 @@ def test_dependent_roots_are_never_a_counterexample():
     expr = sympy.Mul(r2, r3, evaluate=False) - r6 + 0 * c
     is_zero, _, value = _evaluate(expr, random.Random(0), {})
     assert is_zero and abs(value) < 1e-30
+
+
+def test_reserved_index_names_are_refused():
+    # an outer index named like the canonical one was captured by the inner
+    # sum when sifting (xreplace ignores binding): N Sum(exp(x_m^2)) "proved"
+    kappa = Symbol("kappa_1", integer=True)
+    inner = Sum(sympy.exp(x[m] * x[k]), (m, 1, N))
+    expr = Sum(Sum(KroneckerDelta(kappa, k) * inner, (k, 1, N)), (kappa, 1, N))
+    with pytest.raises(SumRuleError, match="kappa_1 is reserved"):
+        vanishes(expr - N * Sum(sympy.exp(x[m] ** 2), (m, 1, N)))
+    a = Symbol("a", integer=True)  # the same sum with another name: not that identity
+    renamed = expr.xreplace({kappa: a})
+    assert not vanishes(renamed - N * Sum(sympy.exp(x[m] ** 2), (m, 1, N))).is_zero
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        Sum(KroneckerDelta(2, k) * x[k], (k, 3, 1)),  # SymPy (Karr): -x[2], not 0
+        Sum(Sum(KroneckerDelta(k, m) * x[m], (m, 3, 1)), (k, 3, 1)),
+        Sum(KroneckerDelta(j, k) * x[k], (k, N, 1)),  # reversed unless N = 1
+    ],
+)
+def test_reversed_limits_are_refused(expr):
+    assert expr.subs(N, 3).doit() != 0  # what sifting to 0 would have missed
+    with pytest.raises(SumRuleError, match="reversed limits"):
+        reduce_sums(expr, {j: (1, N)})
+
+
+def test_an_empty_sum_is_allowed():
+    assert reduce_sums(Sum(KroneckerDelta(2, k) * x[k], (k, 2, 1))) == 0

@@ -41,6 +41,8 @@ _DENOMINATORS = (1, 2, 3, 4, 5, 7)
 #: Digits of the numeric guard on exact evaluations, and what counts as 0 there.
 _DIGITS = 60
 _NUMERIC_ZERO = sympy.Float("1e-40", _DIGITS)
+#: Random points drawn before a value is defined (a point can be degenerate).
+_POINT_TRIES = 20
 #: Random rational points tried per concrete N when looking for a witness.
 _WITNESS_TRIES = 3
 
@@ -129,10 +131,15 @@ def _unknowns_to_symbols(expr: sympy.Expr) -> tuple[sympy.Expr, dict]:
     return expr.xreplace(mapping), mapping
 
 
-def _evaluate(expr: sympy.Expr, rng: random.Random, where: Mapping) -> tuple[bool, dict, float]:
+def _evaluate(
+    expr: sympy.Expr, rng: random.Random, where: Mapping
+) -> tuple[bool | None, dict, float]:
     """Evaluate ``expr`` exactly at a random rational point.
 
     Returns ``(is_zero, point, value)``; ``value`` is a float for display.
+    Points where ``expr`` is undefined or not real (a division by zero) are
+    drawn again; ``is_zero`` is None when :data:`_POINT_TRIES` points all
+    were.
     The value is an algebraic number; it counts as nonzero only when the
     exact reduction says so *and* it is nonzero to :data:`_DIGITS` digits
     (square roots of different radicands can be dependent, e.g.
@@ -143,10 +150,17 @@ def _evaluate(expr: sympy.Expr, rng: random.Random, where: Mapping) -> tuple[boo
     expr = expr.xreplace(dict(where))
     expr, _ = _unknowns_to_symbols(expr)
     symbols = sorted(expr.free_symbols, key=sympy.default_sort_key)
-    point = {s: _random_value(s, rng) for s in symbols}
-    value = expr.xreplace(point)
-    approx = sympy.N(value, _DIGITS)
-    is_zero = vanishes(value).is_zero or abs(approx) < _NUMERIC_ZERO
+    for _ in range(_POINT_TRIES):
+        point = {s: _random_value(s, rng) for s in symbols}
+        value = expr.xreplace(point)
+        approx = sympy.N(value, _DIGITS)
+        if approx.is_finite and approx.is_extended_real:
+            break
+        # a degenerate point (e.g. x_1 = x_2 at N = 2 and eps = 0 divides by
+        # s = 0): neither a counterexample nor a witness; draw another
+    else:
+        return None, point, float("nan")
+    is_zero = bool(vanishes(value).is_zero or abs(approx) < _NUMERIC_ZERO)
     return is_zero, point, float(approx)
 
 
@@ -208,7 +222,18 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
                 test = vanishes(item.expr)
             except SumRuleError:
                 continue
-            if not test.is_zero:
+            if test.is_zero:  # zero for every value of every symbol: never nonzero
+                out.counterexample = out.counterexample or (
+                    f"{item.label} is identically 0 for symbolic N (exact zero test), "
+                    "so it cannot be nonzero"
+                )
+                out.steps.append(
+                    Step(
+                        "Exact zero test: identically zero, not the nonzero it must be",
+                        sympy.Eq(item.label, 0, evaluate=False),
+                    )
+                )
+            else:
                 out.steps.append(
                     Step(
                         "Reduced form (not identically zero; a witness follows)",
@@ -234,11 +259,20 @@ def _concrete_part(
                 if isinstance(item, Identity):
                     diff = item.lhs - item.rhs
                     expr, _ = _unknowns_to_symbols(diff)
-                    if not vanishes(expr).is_zero:
+                    try:
+                        expanded = vanishes(expr).is_zero
+                        is_zero, point, value = _evaluate(diff, rng, {})
+                    except SumRuleError as exc:
+                        expand_pass = rational_pass = False
+                        details.append(f"{item.label} at {indices}: the sum rules refused ({exc})")
+                        continue
+                    if not expanded:
                         expand_pass = False
                         details.append(f"{item.label} at {indices}: expansion not 0")
-                    is_zero, point, value = _evaluate(diff, rng, {})
-                    if not is_zero:
+                    if is_zero is None:
+                        rational_pass = False
+                        details.append(f"{item.label} at {indices}: undefined at every point drawn")
+                    elif not is_zero:
                         rational_pass = False
                         text = (
                             f"N={n}, {indices}: {item.label} - ({item.rhs}) = {value:.6g} "
@@ -248,8 +282,11 @@ def _concrete_part(
                         out.counterexample = out.counterexample or text
                 else:
                     for _ in range(_WITNESS_TRIES):
-                        is_zero, point, value = _evaluate(item.expr, rng, item.where)
-                        if not is_zero:
+                        try:
+                            is_zero, point, value = _evaluate(item.expr, rng, item.where)
+                        except SumRuleError:
+                            break
+                        if is_zero is False:
                             witnessed.setdefault(pos, False)
                             witnessed[pos] = True
                             if n == 2 and pos not in shown:

@@ -21,7 +21,14 @@ sums:
    integer ``n >= 1``.
 5. *Renaming*: the summation index is a bound variable, so every remaining
    sum is given a canonical index (PR 15239: sums that differ only in the
-   name of their index are then the same object).
+   name of their index are then the same object). The canonical names
+   (``kappa_1``, ``kappa_2``, ...) are reserved: an input that uses one is
+   refused, since sifting would substitute it into a sum that binds it.
+
+Every sum must have ``hi - lo + 1 >= 0`` (known): for reversed limits SymPy
+follows Karr's convention (``Sum(f, (k, 3, 1)) = -f(2)``), under which
+sifting and the constant rule do not hold as stated, so such sums are
+refused.
 
 After these rules every remaining sum is a sum of a single product of
 factors that all depend on the index (a *moment*, e.g. ``Sum(g[k]*x[k])``).
@@ -33,6 +40,7 @@ independent symbols is zero for every value they can take together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import sympy
@@ -46,6 +54,10 @@ Ranges = Mapping[Symbol, tuple[sympy.Expr, sympy.Expr]]
 
 class SumRuleError(ValueError):
     """The rule set met a sum it cannot reduce soundly (the message says why)."""
+
+
+#: Names of the canonical summation indices (:func:`_canonical_index`).
+_RESERVED = re.compile(r"kappa_[0-9]+")
 
 
 def _canonical_index(depth: int) -> Symbol:
@@ -98,7 +110,13 @@ def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | N
             f"cannot sift {delta} over {k} in [{lo}, {hi}]: the range of {other} is "
             f"not known; declare it, e.g. ranges={{{other}: ({lo}, {hi})}}"
         )
-    return Mul(*factors).xreplace({k: other})
+    rest = Mul(*factors)
+    bound = {limit[0] for s in rest.atoms(Sum) for limit in s.limits}
+    if bound & other.free_symbols:  # xreplace ignores binding: the sum would capture it
+        raise SumRuleError(
+            f"cannot sift {delta} over {k}: {other} is also the index of a sum in {rest}"
+        )
+    return rest.xreplace({k: other})
 
 
 def _sum_product(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr:
@@ -133,6 +151,12 @@ def _reduce_sum(expr: Sum, ranges: Ranges) -> sympy.Expr:
     for pos, (k, lo, hi) in enumerate(expr.limits):
         if indices & (lo.free_symbols | hi.free_symbols):
             raise SumRuleError(f"the limits of {expr} depend on its own indices")
+        if not (hi - lo + 1).is_nonnegative:
+            raise SumRuleError(
+                f"the sum over {k} in [{lo}, {hi}] may have reversed limits (hi - lo + 1 "
+                "is not known to be >= 0), where SymPy's convention is Karr's and the "
+                "rules do not apply"
+            )
         # Inside the summand every enclosing index (this limit and the later,
         # outer ones) runs over its own range.
         inner_ranges = {**ranges, **{kk: (ll, hh) for kk, ll, hh in expr.limits[pos:]}}
@@ -188,6 +212,13 @@ def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
             raise TypeError(
                 f"ranges must map index symbols to (lower, upper); got {index!r}: {bounds!r}"
             )
+    symbols = expr.free_symbols | {limit[0] for s in expr.atoms(Sum) for limit in s.limits}
+    reserved = sorted(str(s) for s in symbols if _RESERVED.fullmatch(str(s)))
+    if reserved:
+        raise SumRuleError(
+            f"{', '.join(reserved)} is reserved for the canonical summation index; "
+            "rename that symbol"
+        )
     return _reduce(expr, ranges)
 
 
