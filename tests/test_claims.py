@@ -144,6 +144,19 @@ def test_degenerate_random_points_are_drawn_again():
     assert all(check.passed for check in proof.checks)
 
 
+def test_a_refused_witness_search_is_not_a_witness():
+    # the sum rules refuse the nonzero's sum (reversed limits) while looking
+    # for a witness: the claim has none (this once skipped the bookkeeping,
+    # and a claim with no identity came out proved)
+    def build(batch, idx):
+        k = sympy.Symbol("k", integer=True)
+        c = sympy.Symbol("c", positive=True)
+        return [Nonzero(sympy.Symbol("z"), sympy.Sum(c * k, (k, 3, 1)) + c)]
+
+    proof = establish("refused-witness", build, n_max=2)
+    assert proof.verdict == "unproved" and "witness" in proof.reason
+
+
 def test_reversed_limits_are_unproved_not_a_crash():
     from bnproof.symbolic._models import x
 

@@ -281,6 +281,7 @@ def _concrete_part(
                         details.append(text)
                         out.counterexample = out.counterexample or text
                 else:
+                    witnessed.setdefault(pos, False)  # a witness is owed, found or not
                     for _ in range(_WITNESS_TRIES):
                         try:
                             is_zero, point, value = _evaluate(item.expr, rng, item.where)
@@ -306,8 +307,6 @@ def _concrete_part(
                                     )
                                 )
                             break
-                    else:
-                        witnessed.setdefault(pos, False)
         expanded_ok &= expand_pass
         out.checks.append(Check(f"expand-N={n}", expand_pass, "; ".join(details[:2])))
         out.checks.append(Check(f"rationals-N={n}", rational_pass, "; ".join(details[:2])))
