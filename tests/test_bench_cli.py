@@ -75,6 +75,19 @@ def test_quick_json_structure(quick_json):
                 assert row["speedup_vs_numpy"] == 1.0
 
 
+def test_table_says_slower_when_bnproof_is_slower():
+    from bnproof.commands.bench import format_table
+
+    case = {"case": "c", "shape": [2, 2], "dtype": "float32", "layout": "NC", "rows": [],
+            "memcpy_seconds": 1e-3, "memcpy_gb_per_s": 1.0, "fresh_copy_seconds": 1e-3,
+            "memcpy_seconds_by_method": {"numpy": 1e-3},
+            "forward_backward_speedup_vs_torch": 0.25}
+    result = {"cases": [case], "threads": {"numba_threads": 2, "torch_threads": 2},
+              "first_call_seconds": 0.5}
+    text = format_table(result)
+    assert "bnproof 4.00x slower than torch" in text and "faster" not in text
+
+
 def test_quick_table(capsys):
     assert main(["bench", "--quick", "--repeats", "1"]) == 0
     out = capsys.readouterr().out

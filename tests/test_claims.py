@@ -232,6 +232,7 @@ def test_cli_table_for_selected_claims(capsys):
     [
         (["prove", "--claim", "nope"], "valid: bias-cancels-train"),
         (["prove", "--n-max", "1"], "--n-max 1 is too small"),
+        (["prove", "--n-max", "100000"], "--n-max 100000 is too large"),
     ],
 )
 def test_cli_usage_errors_exit_2(capsys, argv, message):

@@ -78,6 +78,17 @@ def test_outside_mode_b_drifts_linearly_while_the_loss_stays_fixed(result):
         assert disp == sorted(disp) and disp[-1] > 0.0
 
 
+def test_a_diverging_run_reports_nan_not_zero():
+    # max() kept the old value when the new one was NaN: a run whose loss went
+    # NaN reported a loss change of 0
+    res = run_drift(["bias-only"], lr=1e39, dtypes=["float32"], quick=True, steps=3)
+    diverged = [run for run in res["bias-only"]["runs"]
+                if any(math.isnan(v) for v in run["series"]["loss_change_nats"])]
+    assert diverged  # lr 1e39 in float32
+    for run in diverged:
+        assert math.isnan(run["summary"]["loss_change_max_abs_nats"])
+
+
 def test_exact_mode_leaves_b_where_it_started(result):
     for run in _bias_runs(result, "exact"):
         s = run["summary"]

@@ -53,12 +53,14 @@ def test_json_flag_prints_the_results(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "-3"], "--steps -3 must be at least 1"),
-        (["--steps", "0"], "--steps 0 must be at least 1"),
+        (["--steps", "-3"], "--steps -3 must be between 1 and"),
+        (["--steps", "0"], "--steps 0 must be between 1 and"),
+        (["--steps", "18446744073709551616"], "must be between 1 and 1000000"),
         (["--scenario", "blow-up"], "unknown scenario 'blow-up'"),
         (["--dtype", "float16"], "unsupported --dtype 'float16'"),
-        (["--lr", "-0.5"], "--lr -0.5 must be a finite number > 0"),
-        (["--lr", "inf"], "--lr inf must be a finite number > 0"),
+        (["--lr", "-0.5"], "--lr -0.5 must be a number > 0"),
+        (["--lr", "inf"], "--lr inf must be a number > 0"),
+        (["--lr", "1e300"], "larger rates overflow"),
         (["--seed", "-1"], "--seed -1 must be >= 0"),
     ],
 )

@@ -211,6 +211,17 @@ def test_markdown_escapes_markup_in_text():
     assert _escape("dy_i/db = 0 | *x*") == r"dy\_i/db = 0 \| \*x\*"
 
 
+def test_markdown_emphasis_keeps_escaped_asterisks():
+    # a note paragraph once lost its escaped asterisks: r**2 became r\\2
+    from bnproof.report import _document as doc
+    from bnproof.report._markdown import _block
+
+    note = doc.Para((("text", "each root r satisfies "), ("strong", "r**2 = R")), style="note")
+    assert _block(note, "figures") == r"*each root r satisfies r\*\*2 = R*"
+    fail = doc.Para((("text", "r**2"),), style="fail")
+    assert _block(fail, "figures") == r"**r\*\*2**"
+
+
 def test_latex_has_figures_as_pdf_and_escapes_text(tmp_path):
     path = write_latex(sample_data(), tmp_path)
     tex = path.read_text(encoding="utf-8")

@@ -81,7 +81,10 @@ def format_table(result: dict) -> str:
             )
         fb = case["forward_backward_speedup_vs_torch"]
         if fb is not None:
-            lines.append(f"forward+backward: bnproof {_fmt_ratio(fb)} faster than torch")
+            if fb >= 1:
+                lines.append(f"forward+backward: bnproof {_fmt_ratio(fb)} faster than torch")
+            else:
+                lines.append(f"forward+backward: bnproof {_fmt_ratio(1 / fb)} slower than torch")
         lines.append("")
     threads = result["threads"]
     lines.append(

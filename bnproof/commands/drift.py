@@ -27,6 +27,12 @@ FIGURE_FORMATS = ("png", "svg")
 PNG_DPI = 100
 
 
+#: Largest --steps: a million steps of every run already take hours.
+MAX_STEPS = 1_000_000
+#: Largest --lr: the sweep multiplies it, and near 1e308 the rates themselves
+#: overflow (float32 runs are NaN long before that, which the summary shows).
+MAX_LR = 1e6
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``bnproof drift``."""
     parser.add_argument(
@@ -37,12 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--steps", type=int, metavar="N",
-        help="gradient steps of every b-only and training run, >= 1 "
+        help=f"gradient steps of every b-only and training run, 1..{MAX_STEPS} "
         "(default: the experiment's plan, 300 / 120 / 80)",
     )
     parser.add_argument(
         "--lr", type=float, metavar="X",
-        help="base learning rate, > 0; the sweep multiplies it (default 0.5)",
+        help=f"base learning rate, > 0 and <= {MAX_LR:g}; the sweep multiplies it (default 0.5)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of every random draw, >= 0 (default 0)")
@@ -74,10 +80,13 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for name in dtypes:
         if name not in DTYPE_NAMES:
             raise UsageError(f"unsupported --dtype {name!r}; choose from {', '.join(DTYPE_NAMES)}")
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps {args.steps} must be at least 1")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0.0):
-        raise UsageError(f"--lr {args.lr} must be a finite number > 0 (e.g. --lr 0.5)")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--steps {args.steps} must be between 1 and {MAX_STEPS}")
+    if args.lr is not None and not (math.isfinite(args.lr) and 0.0 < args.lr <= MAX_LR):
+        raise UsageError(
+            f"--lr {args.lr} must be a number > 0 and <= {MAX_LR:g} (e.g. --lr 0.5); "
+            "larger rates overflow the sweep's rates and every loss"
+        )
     if args.seed < 0:
         raise UsageError(f"--seed {args.seed} must be >= 0")
     return scenarios, dtypes

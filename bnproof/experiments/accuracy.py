@@ -36,7 +36,7 @@ EPS = 1e-5
 
 #: Absolute error allowed on top of the ulp budget: outputs near 0 have tiny
 #: ulps, and an error of 1e-7 there is below float32's resolution near 1
-#: (the issue's accuracy goal: "within 2 ulp plus 1e-7 absolute").
+#: (the accuracy goal: "within 2 ulp plus 1e-7 absolute").
 ABS_ALLOWANCE = 1e-7
 
 #: The goal for bnproof's float32 output, in ulp of the exact result (plus

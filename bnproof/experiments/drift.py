@@ -450,6 +450,11 @@ def _record_steps(steps: int) -> np.ndarray:
     return np.unique(np.linspace(0, steps, min(steps + 1, CURVE_POINTS)).round().astype(int))
 
 
+def _worst(a: float, b: float) -> float:
+    """``max(a, b)``, NaN if either is NaN (``max`` keeps ``a`` when ``b`` is NaN)."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
 def _bias_only_run(norm: str, mode: str, dtype: str, steps: int, lr: float, seed: int) -> dict:
     """Train only ``b`` (``W`` and the head stay at their initial values)."""
     u64, labels, k = _dataset("digits", seed)
@@ -489,19 +494,19 @@ def _bias_only_run(norm: str, mode: str, dtype: str, steps: int, lr: float, seed
             with np.errstate(divide="ignore", invalid="ignore"):
                 units = np.abs(residual) / rounding_budget
             units = np.where(residual == 0.0, 0.0, units)
-            residual_units_max = max(residual_units_max, float(np.max(units)))
+            residual_units_max = _worst(residual_units_max, float(np.max(units)))
         b_prev = b64
         x = x0 + p.b
         loss, _, grads, dx = _loss_and_grads(p, x, None, labels, mode, norm, running)
         if t == 0:
             loss0 = loss
-        loss_change_max = max(loss_change_max, abs(loss - loss0))
+        loss_change_max = _worst(loss_change_max, abs(loss - loss0))
         res_abs = float(np.max(np.abs(residual)))
-        residual_max = max(residual_max, res_abs)
+        residual_max = _worst(residual_max, res_abs)
         db = grads["b"]
-        db_max = max(db_max, float(np.max(np.abs(db))))
+        db_max = _worst(db_max, float(np.max(np.abs(db))))
         # Rounding bound for a sum over N terms that cancel exactly: (N eps) sum |dx|.
-        db_bound = max(db_bound, float(n * eps_dtype * np.max(np.abs(dx).sum(axis=0))))
+        db_bound = _worst(db_bound, float(n * eps_dtype * np.max(np.abs(dx).sum(axis=0))))
         if t in record:
             series["step"].append(t)
             series["b_displacement_max_abs"].append(float(np.max(np.abs(b64 - b0))))

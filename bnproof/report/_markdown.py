@@ -46,10 +46,14 @@ def _block(block, figure_dir: str) -> str:
         body = _runs(block.runs)
         if block.style == "quote":
             return "> " + body
+        # a whole-paragraph emphasis: its strong runs become plain text (no
+        # nested markers); escaped asterisks in the text (r\*\*2) stay
+        plain = _runs([("text" if kind == "strong" else kind, value)
+                       for kind, value in block.runs])
         if block.style == "fail":
-            return "**" + body.replace("**", "") + "**"
+            return "**" + plain + "**"
         if block.style == "note":
-            return "*" + body.replace("*", "") + "*" if body else ""
+            return "*" + plain + "*" if plain else ""
         return body
     if isinstance(block, doc.Math):
         return _math(block)
