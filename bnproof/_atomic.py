@@ -40,10 +40,22 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     OutputDirError
-        If ``path`` is a file, a non-empty folder not written by bnproof, or
-        its parent folder does not exist or is not writable.
+        If ``path`` is a file, a non-empty folder not written by bnproof,
+        the current folder or one that contains it, or its parent folder
+        does not exist or is not writable.
+
+    Notes
+    -----
+    Symbolic links are resolved: a link to an earlier output folder has
+    that folder replaced, and the link keeps pointing at it.
     """
-    target = Path(path).expanduser().absolute()
+    target = Path(path).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if cwd == target or target in cwd.parents:
+        raise OutputDirError(
+            f"output folder {str(target)!r} is the current folder or contains it, and "
+            "replacing it would pull the folder from under this shell; choose another --out"
+        )
     if target.exists() and not target.is_dir():
         raise OutputDirError(f"output folder {str(target)!r} is a file; choose another --out")
     if target.is_dir() and any(target.iterdir()) and not (target / MARKER).exists():
@@ -92,6 +104,9 @@ def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception, ``KeyboardInterrupt`` included, the temporary folder is
     removed and ``path`` is left untouched. On success the old folder is
     renamed aside, the new one renamed into place, and the old one removed.
+    Once the new folder is in place the run is complete: a Ctrl-C while the
+    old folder is being removed waits until it is gone and is then ignored
+    (neither a half-removed folder nor an "interrupted" exit is left).
     """
     target = check_output_dir(path)
     try:
@@ -116,7 +131,17 @@ def atomic_output_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.rename(old, target)
             raise
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_committed(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_committed(old: Path) -> None:
+    """Remove the replaced folder ``old``, finishing even through Ctrl-C."""
+    while True:
+        try:
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        except KeyboardInterrupt:  # the new folder is in place: finish the cleanup
+            continue

@@ -7,6 +7,13 @@ import pytest
 from bnproof._atomic import MARKER, OutputDirError, atomic_output_dir, check_output_dir
 
 
+def _write(path, text):
+    """An earlier bnproof output at ``path`` holding ``result.txt``."""
+    with atomic_output_dir(path) as tmp:
+        (tmp / "result.txt").write_text(text)
+    return path
+
+
 def _siblings(path):
     return sorted(p.name for p in path.parent.iterdir())
 
@@ -99,3 +106,47 @@ def test_unwritable_parent_is_refused(tmp_path):
             check_output_dir(parent / "out")
     finally:
         parent.chmod(0o700)
+
+
+def test_ctrl_c_while_the_old_folder_is_removed_finishes_the_removal(tmp_path, monkeypatch):
+    # the new folder is already in place: an interrupt must not leave a
+    # half-removed `.out.old-*` beside it, nor claim that nothing was written
+    import shutil
+
+    from bnproof import _atomic
+
+    out = _write(tmp_path / "out", "old")
+    calls = []
+    real_rmtree = shutil.rmtree
+
+    def interrupted_once(path, *args, **kwargs):
+        calls.append(path)
+        if ".old-" in str(path) and len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(_atomic.shutil, "rmtree", interrupted_once)
+    with atomic_output_dir(out) as tmp:
+        (tmp / "result.txt").write_text("new")
+    assert (out / "result.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert len(calls) == 2  # interrupted, then finished
+
+
+def test_a_link_to_an_earlier_output_has_that_output_replaced(tmp_path):
+    real = _write(tmp_path / "real", "old")
+    link = tmp_path / "out"
+    link.symlink_to(real)
+    with atomic_output_dir(link) as tmp:
+        (tmp / "result.txt").write_text("new")
+    assert link.is_symlink() and (link / "result.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]
+
+
+def test_the_current_folder_and_its_parents_are_refused(tmp_path, monkeypatch):
+    inner = _write(tmp_path / "out", "old") / "sub"
+    inner.mkdir()
+    monkeypatch.chdir(inner)
+    for path in (".", "..", str(tmp_path / "out")):
+        with pytest.raises(OutputDirError, match="current folder or contains it"):
+            check_output_dir(path)
