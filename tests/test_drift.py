@@ -78,6 +78,21 @@ def test_outside_mode_b_drifts_linearly_while_the_loss_stays_fixed(result):
         assert disp == sorted(disp) and disp[-1] > 0.0
 
 
+def test_the_outcome_checks_pass_and_can_fail(result):
+    checks = result["bias-only"]["checks"]
+    assert len(checks) == len(result["bias-only"]["runs"]) and all(c["passed"] for c in checks)
+    # negative controls: each mode's check says no when its outcome is absent
+    for mode, key, value in [("outside", "db_max_abs", 0.0),  # b does not drift
+                             ("outside", "loss_change_max_in_eps", 1e3),  # the loss moves
+                             ("exact", "b_displacement_final_max_abs", 1.0),  # b moves
+                             ("running", "loss_change_max_in_eps", 0.0),  # control fixed
+                             ("outside", "linear_residual_in_rounding_units", math.nan)]:
+        (run,) = [r for r in _bias_runs(result, mode)
+                  if (r["norm"], r["dtype"]) == ("center", "float64")]
+        doctored = {**run, "summary": {**run["summary"], key: value}}
+        assert not drift.bias_only_checks([doctored])[0]["passed"], (mode, key)
+
+
 def test_a_diverging_run_reports_nan_not_zero():
     # max() kept the old value when the new one was NaN: a run whose loss went
     # NaN reported a loss change of 0

@@ -102,6 +102,9 @@ def sample_data(*, failing=False):
                       "summary": {"b_drift_per_step_max_abs": 0.0123,
                                   "b_displacement_final_max_abs": 0.246,
                                   "loss_change_max_abs_nats": 2.2e-16}}],
+            "checks": [{"norm": "center", "mode": "outside", "dtype": "float64",
+                        "expectation": "b drifts on a straight line while the loss stays fixed",
+                        "passed": not failing}],
         },
     }
     return ReportData(
@@ -174,10 +177,14 @@ def test_failed_claims_are_reported_as_failures():
     good, bad = sample_data(), sample_data(failing=True)
     assert good.failures == []
     assert bad.failures == [
-        "claim rms-bias-survives: verdict proved, expected refuted"
+        "claim rms-bias-survives: verdict proved, expected refuted",
+        "drift center outside float64: expected that b drifts on a straight line while "
+        "the loss stays fixed",
     ]
     assert "did not reach the expected verdict" in render_html(bad)
     assert "did not reach the expected verdict" not in render_html(good)
+    assert "1 of 1 runs do not show the expected outcome" in render_html(bad)
+    assert "All 1 runs show the expected outcome" in render_html(good)
 
 
 def test_missing_stages_are_said_not_hidden(tmp_path):

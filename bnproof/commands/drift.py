@@ -205,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
         print(text)
     else:
         print("\n".join(_summary(result, target, files, elapsed)))
-    return 0
+    failed = [c for c in (result.get("bias-only") or {}).get("checks", []) if not c["passed"]]
+    for check in failed:
+        print(f"bnproof drift: {check['norm']} {check['mode']} {check['dtype']}: expected "
+              f"that {check['expectation']}, and it did not", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _metadata(fmt: str) -> dict:

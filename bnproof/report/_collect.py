@@ -128,7 +128,7 @@ class ReportData:
 
     @property
     def failures(self) -> list[str]:
-        """Plain-text list of claims without their expected verdict and failed cross-checks."""
+        """Claims without their expected verdict, failed cross-checks and drift checks."""
         out = [
             f"claim {c.claim.id}: verdict {c.proof.verdict}, expected {c.claim.expected}"
             for c in self.claims
@@ -137,6 +137,10 @@ class ReportData:
         for row in (self.crosscheck or {}).get("rows", []):
             if not row.get("passed", False):
                 out.append(f"cross-check n={row.get('n')} {row.get('quantity')}: failed")
+        for check in ((self.drift or {}).get("bias-only") or {}).get("checks", []):
+            if not check.get("passed", False):
+                out.append(f"drift {check['norm']} {check['mode']} {check['dtype']}: "
+                           f"expected that {check['expectation']}")
         return out
 
 

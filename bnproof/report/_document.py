@@ -404,6 +404,18 @@ def _drift_section(data: ReportData) -> list[Block]:
              "max |b| / std at end"),
             rows, "b after each step: linear drift with the loss fixed, or no motion",
             numeric=(False, False, False, True, True, True, True, True, True)))
+        checks = bias.get("checks") or []
+        failed = [c for c in checks if not c.get("passed")]
+        if failed:
+            blocks.append(Para((("text", f"{len(failed)} of {len(checks)} runs do not show "
+                                 "the expected outcome: " + "; ".join(
+                                     f"{c['norm']} {c['mode']} {c['dtype']} ({c['expectation']})"
+                                     for c in failed) + "."),), style="fail"))
+        elif checks:
+            blocks.append(Para((("text", f"All {len(checks)} runs show the expected outcome "
+                                 "(checked on the numbers above: outside mode drifts on the "
+                                 "line with the loss fixed, exact mode stays put, and the "
+                                 "running-mode control moves the loss)."),), style="ok"))
     train = drift.get("train-all")
     if isinstance(train, Mapping):
         blocks.append(Heading(3, "Every parameter trains", "drift-train-all"))
