@@ -571,7 +571,6 @@ def _fwd_cases():
         ("x int", dict(x=np.ones((4, 3), dtype=np.int64)), TypeError, r"astype\(np.float64\)"),
         ("x f16", dict(x=np.ones((4, 3), dtype=np.float16)), TypeError, r"astype\(np.float32\)"),
         ("x 1d", dict(x=np.ones(5)), ValueError, "ndim 1"),
-        ("x empty", dict(x=np.ones((0, 3))), ValueError, "empty"),
         ("one value", dict(x=np.ones((1, 3))), ValueError,
          "Expected more than 1 value per channel when training"),
         ("axis 0", dict(x=x, channel_axis=0), ValueError, "batch axis"),
@@ -586,9 +585,6 @@ def _fwd_cases():
         ("eps<0", dict(x=x, eps=-1e-5), ValueError, "eps=-1e-05"),
         ("eps nan", dict(x=x, eps=float("nan")), ValueError, "finite and >= 0"),
         ("eps str", dict(x=x, eps="1e-5"), TypeError, "eps must be a real number"),
-        ("momentum>1", dict(x=x, running_mean=rm, running_var=rv, momentum=1.5), ValueError,
-         r"outside \[0, 1\]"),
-        ("momentum<0", dict(x=x, momentum=-0.1), ValueError, r"outside \[0, 1\]"),
         ("momentum str", dict(x=x, momentum="0.1"), TypeError, "momentum must be"),
         ("cumulative", dict(x=x, running_mean=rm, running_var=rv, momentum=None), ValueError,
          "num_batches_tracked"),
@@ -599,7 +595,6 @@ def _fwd_cases():
         ("nbt huge", dict(x=x, running_mean=rm, running_var=rv, momentum=None,
                           num_batches_tracked=10**400), ValueError, r"\[0, 2\*\*63\)"),
         ("eps huge int", dict(x=x, eps=10**400), ValueError, "finite and >= 0"),
-        ("momentum huge int", dict(x=x, momentum=10**400), ValueError, r"outside \[0, 1\]"),
         ("x masked", dict(x=np.ma.masked_array(x)), TypeError, r"masked array.*getdata"),
         ("weight masked", dict(x=x, weight=np.ma.masked_array(v)), TypeError, "masked array"),
         ("x big-endian", dict(x=x.astype(">f4")), TypeError, r"x.astype\(np.float32\)"),
@@ -683,8 +678,8 @@ def test_backward_rejects_bad_input(kwargs, exc, match):
 def test_moments_reject_bad_input():
     with pytest.raises(TypeError, match="float32 and float64"):
         batch_norm_moments(np.ones((3, 2), dtype=np.int32))
-    with pytest.raises(ValueError, match="empty"):
-        batch_norm_moments(np.ones((3, 0)))
+    with pytest.raises(ValueError, match="ndim 1"):
+        batch_norm_moments(np.ones(3))
 
 
 # --------------------------------------------------------------------------- #

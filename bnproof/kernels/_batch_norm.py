@@ -122,11 +122,6 @@ def _check_input(name: str, x: object, channel_axis: object, func: str):
             f"channel_axis={channel_axis} is the batch axis of {name} (shape {x.shape}); "
             "use 1 for (N, C, ...) or -1 for channels-last (N, ..., C)"
         )
-    if x.size == 0:
-        raise ValueError(
-            f"{name} is empty (shape {x.shape}); batch normalization needs at least "
-            "one value per channel (pass a non-empty batch)"
-        )
     a = math.prod(x.shape[:axis])
     b = math.prod(x.shape[axis + 1 :])
     return x, axis, (a, x.shape[axis], b)
@@ -261,7 +256,7 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     TypeError
         If ``x`` is not a float32/float64 NumPy array.
     ValueError
-        If ``x`` has fewer than 2 axes, is empty, or ``channel_axis`` is invalid.
+        If ``x`` has fewer than 2 axes or ``channel_axis`` is invalid.
 
     Notes
     -----
@@ -269,10 +264,14 @@ def batch_norm_moments(x, channel_axis=1) -> Moments:
     Accumulates in float64 about a shift ``K`` (the channel's first value),
     over fixed blocks of the batch combined in a fixed order, so the result
     does not depend on the number of threads; see :func:`batch_norm_forward`
-    for the algorithm.
+    for the algorithm. An empty batch gives ``count = 0`` with zero ``mean``
+    and ``m2``: the record that :func:`merge_moments` merges as nothing.
     """
     func = "batch_norm_moments"
     x, _, layout = _check_input("x", x, channel_axis, func)
+    if x.size == 0:  # the identity of merge_moments: count 0
+        zeros = np.zeros(layout[1])
+        return Moments(layout[0] * layout[2], zeros, zeros.copy(), mean_lo=zeros.copy())
     x3 = _as_layout(x, layout)
     kernels = _backend()
     with np.errstate(all="ignore"), _kernel_call(x.size):
@@ -314,7 +313,10 @@ def batch_norm_forward(
     momentum : float or None, default 0.1
         PyTorch's convention, not Keras/Flax's: ``new = (1 - momentum) old +
         momentum batch``. ``None`` gives a cumulative average, see
-        ``num_batches_tracked``.
+        ``num_batches_tracked``. Any real number is accepted, as in PyTorch:
+        values outside ``[0, 1]`` extrapolate (Keras' 0.99 corresponds to
+        0.01 here), inf or NaN make the running buffers NaN, and inference
+        ignores it.
     eps : float, default 1e-5
         Added to the variance before the square root; ``>= 0``.
     channel_axis : int, default 1
@@ -349,10 +351,10 @@ def batch_norm_forward(
         mixed dtypes, non-boolean ``training``, a non-integer
         ``num_batches_tracked``.
     ValueError
-        Wrong ndim, empty input, channel counts that disagree, one value per
-        channel in training, ``eps < 0``, ``momentum`` outside ``[0, 1]``,
-        only one running buffer, read-only running buffers in training (or
-        ones whose channels share memory), missing running buffers in
+        Wrong ndim, channel counts that disagree, one value per
+        channel in training, ``eps < 0``, only one running buffer,
+        read-only running buffers in training (or ones whose channels
+        share memory), missing running buffers in
         inference, ``momentum=None`` without ``num_batches_tracked``.
         Nothing is written when an error is raised. NumPy's floating-point
         error settings (``np.errstate``, warnings as errors) do not apply:
@@ -385,6 +387,10 @@ def batch_norm_forward(
     as in PyTorch; other
     channels are unaffected. With ``eps=0`` a constant channel gives NaN.
     Results are bit-identical whatever the number of Numba threads.
+
+    An empty input (``N = 0``, or any axis of length 0) gives an empty
+    output and leaves the running buffers untouched, as in PyTorch; in
+    training its ``mean`` and ``invstd`` are NaN (statistics of nothing).
 
     Limits of float64 evaluation: an output is off by about
     ``1e-16 (|gamma xhat| + |beta|)`` in absolute terms (the rounding of
@@ -421,16 +427,13 @@ def batch_norm_forward(
         )
     eps = _check_eps(eps)
     if momentum is not None:
+        # any real number, as in PyTorch (which does not check it): outside
+        # [0, 1] the update extrapolates, a non-finite one gives NaN buffers
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
             raise TypeError(
-                f"momentum must be a number in [0, 1] or None, got {momentum!r} (e.g. 0.1)"
+                f"momentum must be a real number or None, got {momentum!r} (e.g. 0.1)"
             )
         momentum = _as_float(momentum)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(
-                f"momentum={momentum!r} is outside [0, 1]; PyTorch's convention weights the "
-                "new batch by momentum (e.g. 0.1; Keras' 0.99 corresponds to 0.01)"
-            )
     if num_batches_tracked is not None:
         if isinstance(num_batches_tracked, bool) or not isinstance(
             num_batches_tracked, numbers.Integral
@@ -457,6 +460,13 @@ def batch_norm_forward(
     _check_training_count(count, x.shape, training)
 
     # ---- everything is valid: compute ---------------------------------- #
+    if x.size == 0:  # PyTorch: empty output, buffers untouched
+        y = np.empty(x.shape, x.dtype)
+        if training:
+            return y, np.full(channels, np.nan), np.full(channels, np.nan)
+        with np.errstate(all="ignore"):
+            return (y, running_mean.astype(np.float64),
+                    1.0 / np.sqrt(running_var.astype(np.float64) + eps))
     gamma = _vec64(weight, channels, 1.0)
     beta = _vec64(bias, channels, 0.0)
     x3 = _kernel_view(_as_layout(x, layout))
@@ -490,7 +500,8 @@ def batch_norm_forward(
     return y, mean, invstd
 
 
-def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1):
+def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_axis=1,
+                        bias=None):
     """Batch normalization backward pass: gradients of a loss w.r.t. x, weight, bias.
 
     Parameters
@@ -512,21 +523,28 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
         batch mean and variance. ``False``: the statistics are constants.
     channel_axis : int, default 1
         Axis of the channels.
+    bias : numpy.ndarray or None
+        The forward's ``bias`` (``beta``), or ``None``. Only whether it is
+        given matters: with a bias, ``dbias`` is returned even when
+        ``weight`` is ``None`` (PyTorch allows a bias without a weight).
 
     Returns
     -------
     dx : numpy.ndarray
         Same shape and dtype as ``x``, C-contiguous (recycled like ``y`` of
         :func:`batch_norm_forward` when it is 32 MiB or more).
-    dweight, dbias : numpy.ndarray or None
+    dweight : numpy.ndarray or None
         ``(C,)`` in ``x``'s dtype; ``None`` when ``weight`` is ``None``.
+    dbias : numpy.ndarray or None
+        ``(C,)`` in ``x``'s dtype; ``None`` when both ``weight`` and
+        ``bias`` are ``None``.
 
     Raises
     ------
     TypeError
         Non-array inputs, unsupported or mixed dtypes.
     ValueError
-        Wrong ndim, empty input, ``dy`` of another shape than ``x``, channel
+        Wrong ndim, ``dy`` of another shape than ``x``, channel
         counts that disagree, one value per channel in training.
 
     Notes
@@ -537,7 +555,9 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     inference ``dx = g gamma invstd``; in both ``dweight = sum(g xhat)`` and
     ``dbias = sum(g)`` per channel. Sums accumulate in float64 over fixed
     blocks merged in a fixed order (bit-identical for any thread count), and
-    ``dx`` is evaluated in float64 and rounded once.
+    ``dx`` is evaluated in float64 and rounded once. An empty input gives
+    an empty ``dx`` and zero ``dweight`` and ``dbias`` (sums of nothing),
+    as in PyTorch.
     """
     func = "batch_norm_backward"
     x, _, layout = _check_input("x", x, channel_axis, func)
@@ -555,10 +575,17 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     channels = layout[1]
     count = layout[0] * layout[2]
     weight = _check_channel_vector("weight", weight, channels, x.dtype, func)
+    bias = _check_channel_vector("bias", bias, channels, x.dtype, func)
     mean = _check_stat_vector("mean", mean, channels, x.dtype, func)
     invstd = _check_stat_vector("invstd", invstd, channels, x.dtype, func)
     training = _check_bool("training", training)
     _check_training_count(count, x.shape, training)
+    dweight_wanted = weight is not None
+    dbias_wanted = dweight_wanted or bias is not None
+    if x.size == 0:
+        zeros = np.zeros(channels, dtype=x.dtype)
+        return (np.empty(x.shape, x.dtype), zeros if dweight_wanted else None,
+                zeros.copy() if dbias_wanted else None)
 
     gamma = _vec64(weight, channels, 1.0)
     mu = np.ascontiguousarray(mean, dtype=np.float64)
@@ -576,8 +603,8 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
                 zeros = np.zeros(channels, dtype=np.float64)
                 kernels.normalize(dy3, zeros, gamma * invstd64, zeros, dx3)
                 sum_dy, sum_dy_xmu = (
-                    kernels.backward_sums(dy3, x3, mu) if weight is not None else (None, None)
+                    kernels.backward_sums(dy3, x3, mu) if dbias_wanted else (None, None)
                 )
-        if weight is None:
-            return dx, None, None
-        return dx, (sum_dy_xmu * invstd64).astype(x.dtype), sum_dy.astype(x.dtype)
+        dweight = (sum_dy_xmu * invstd64).astype(x.dtype) if dweight_wanted else None
+        dbias = sum_dy.astype(x.dtype) if dbias_wanted else None
+        return dx, dweight, dbias

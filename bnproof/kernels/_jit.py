@@ -31,12 +31,13 @@ four times slower).
 Notes
 -----
 Ioffe & Szegedy (2015), Algorithm 1 and the backward pass of section 3.
-Statistics are taken about a shift ``K``, the channel's first value (the
-shifted-data algorithm): one pass sums ``x - K`` and ``(x - K)^2`` in
+Statistics are taken about a shift ``K``, the channel's first value (0
+when that is inf or NaN; the shifted-data algorithm): one pass sums ``x - K`` and ``(x - K)^2`` in
 float64 per unit, units are added in order, and ``m2 = S2 - S1^2 / n``.
 Since ``|mu - K|`` is of the order of the spread for almost any data, this
-does not cancel; where it would (``m2 <= ONE_PASS_MIN_RATIO * S2``: an
-outlying first value, a constant channel, NaN), the channel is recomputed
+does not cancel; where it would (``m2 <= ONE_PASS_MIN_RATIO * S2``, a
+tighter bound for float64: an outlying first value, a constant channel,
+NaN), the channel is recomputed
 with two passes per unit (``d_u = sum(x - K) / n_u``, then ``m2_u =
 sum((x - K - d_u)^2)``) merged with Chan, Golub & LeVeque's rule. Every
 unit of a channel shares ``K``, so merged quantities are of the size of the
@@ -115,6 +116,15 @@ SHORT_RUN = 1024
 #: threshold), against about 1e-16 for NumPy's two-pass ``var``.
 ONE_PASS_MIN_RATIO = 2.0**-10
 
+#: The same for float64 inputs. The accepted ``m2`` has a relative error of
+#: about ``1e-16 (S2 / m2) = 1e-16 (1 + ((mu - K) / std)^2)``, so float64
+#: needs a tight bound: at ``2^-2`` (``|mu - K|`` below about 1.7 standard
+#: deviations; about 8 % of channels of normal data take the second pass)
+#: the error stayed within 2.5e-15 for n = 1e6 values, where ``2^-10`` let
+#: a first value 31 standard deviations out through with 7e-13 (PyTorch's
+#: two-pass kernel: 6e-15).
+ONE_PASS_MIN_RATIO_64 = 2.0**-2
+
 _u = np.uint64
 
 
@@ -157,6 +167,24 @@ def _ncm_unit_bounds(k, a_len, b_len, runs, pieces):
         return a0, a0 + 1, b0, min(b_len, b0 + UNIT)
     a0 = k * runs
     return a0, min(a_len, a0 + runs), 0, b_len
+
+
+@jit()
+def _shift(first):
+    """Return the shift ``K`` of a channel: its first value, or 0 when that is inf or NaN.
+
+    An infinite ``K`` would turn every ``x - K`` into inf or NaN (``inf -
+    inf``), so a channel starting with +-inf would get a NaN mean where
+    PyTorch gives +-inf. About 0 the sums keep the infinity.
+    """
+    k = np.float64(first)
+    return k if np.isfinite(k) else 0.0
+
+
+@jit()
+def _min_ratio(x):
+    """Return the one-pass acceptance bound for ``x``'s dtype (see ONE_PASS_MIN_RATIO)."""
+    return ONE_PASS_MIN_RATIO if x.itemsize == 4 else ONE_PASS_MIN_RATIO_64
 
 
 @jit(elementwise=True)
@@ -209,7 +237,7 @@ def _chan_merge(n_a, mu_a, m2_a, n_b, mu_b, m2_b):
 def _ncm_channel_moments(x, c, runs, pieces, n_units):
     """``(mu, m2, mu_lo)`` of channel ``c`` of ``(A, C, B)``, units merged in order."""
     a_len, _, b_len = x.shape
-    shift = np.float64(x[0, _u(c), 0])
+    shift = _shift(x[0, _u(c), 0])
     a0, a1, b0, b1 = _ncm_unit_bounds(0, a_len, b_len, runs, pieces)
     n, mu, m2 = _ncm_unit_moments(x, c, shift, a0, a1, b0, b1)
     for k in range(1, n_units):
@@ -237,11 +265,17 @@ def _ncm_unit_power_sums(x, c, shift, a0, a1, b0, b1):
 
 
 @jit()
-def _one_pass_ok(s1, s2, n):
-    """Return ``(accepted, mu - K, m2)`` from the power sums (see ONE_PASS_MIN_RATIO)."""
+def _one_pass_ok(s1, s2, n, min_ratio):
+    """Return ``(accepted, mu - K, m2)`` from the power sums (see ONE_PASS_MIN_RATIO).
+
+    A channel with inf or NaN (``mu - K`` not finite) is accepted: its ``m2``
+    is already NaN, and its mean ``K + d`` is +-inf or NaN as in PyTorch's
+    plain sum, where the two passes' merges would turn +-inf into NaN
+    (``inf - inf``) when the infinity is not in the last unit.
+    """
     d = s1 / n
     m2 = s2 - s1 * d
-    return m2 > ONE_PASS_MIN_RATIO * s2, d, m2
+    return (m2 > min_ratio * s2) or not np.isfinite(d), d, m2
 
 
 @jit()
@@ -251,7 +285,7 @@ def _ncm_channel_stats(x, c, runs, pieces, n_units):
     ``mu_lo`` is the rounding error of ``mu`` (see :func:`_two_sum`).
     """
     a_len, _, b_len = x.shape
-    shift = np.float64(x[0, _u(c), 0])
+    shift = _shift(x[0, _u(c), 0])
     s1 = 0.0
     s2 = 0.0
     for k in range(n_units):
@@ -259,7 +293,7 @@ def _ncm_channel_stats(x, c, runs, pieces, n_units):
         p1, p2 = _ncm_unit_power_sums(x, c, shift, a0, a1, b0, b1)
         s1 += p1
         s2 += p2
-    ok, d, m2 = _one_pass_ok(s1, s2, a_len * b_len)
+    ok, d, m2 = _one_pass_ok(s1, s2, a_len * b_len, _min_ratio(x))
     if ok:
         hi, lo = _two_sum(shift, d)
         return hi, m2, lo
@@ -393,8 +427,8 @@ def _rc_merge_rows(part_a, part_b):
 
 
 @jit(parallel=True)
-def _rc_power_sums_tiles(x):
-    """Partial power sums about ``K = x[0, c]``, one row per row block: ``(part_s1, part_s2)``."""
+def _rc_power_sums_tiles(x, shift):
+    """Partial power sums about ``K = shift[c]``, one row per row block: ``(part_s1, part_s2)``."""
     rows, channels = x.shape
     rb, cb, n_rb, n_cb = _rc_tiling(rows, channels)
     part_s1 = np.empty((n_rb, channels))
@@ -415,7 +449,7 @@ def _rc_power_sums_tiles(x):
             ra, rb_, rc, rd = _u(r), _u(r + 1), _u(r + 2), _u(r + 3)
             for cc in range(nc):
                 q = _u(c0 + cc)
-                k = np.float64(x[0, q])
+                k = shift[q]
                 d0 = np.float64(x[ra, q]) - k
                 d1 = np.float64(x[rb_, q]) - k
                 d2 = np.float64(x[rc, q]) - k
@@ -426,7 +460,7 @@ def _rc_power_sums_tiles(x):
             ru = _u(r)
             for cc in range(nc):
                 q = _u(c0 + cc)
-                d = np.float64(x[ru, q]) - np.float64(x[0, q])
+                d = np.float64(x[ru, q]) - shift[q]
                 part_s1[iu, q] += d
                 part_s2[iu, q] += d * d
     return part_s1, part_s2
@@ -489,25 +523,25 @@ def _rc_flat_sums(u, w, u_center, w_center):
 def moments_rc(x):
     """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` array: one pass, two where it cancels."""
     rows, channels = x.shape
+    shift = np.empty(channels)
+    for c in range(channels):
+        shift[c] = _shift(x[0, _u(c)])
     if channels < FLAT_MAX_CHANNELS:
-        shift = np.empty(channels)
-        for c in range(channels):
-            shift[c] = np.float64(x[0, _u(c)])
         part_s1, part_s2 = _rc_flat_sums(x, x, shift, shift)
     else:
-        part_s1, part_s2 = _rc_power_sums_tiles(x)
+        part_s1, part_s2 = _rc_power_sums_tiles(x, shift)
     s1, s2 = _rc_merge_rows(part_s1, part_s2)
     mu = np.empty(channels)
     m2 = np.empty(channels)
     lo = np.empty(channels)
     ok = np.empty(channels, dtype=np.bool_)
     for c in range(channels):
-        accepted, d, q = _one_pass_ok(s1[c], s2[c], rows)
+        accepted, d, q = _one_pass_ok(s1[c], s2[c], rows, _min_ratio(x))
         ok[c] = accepted
-        mu[c], lo[c] = _two_sum(np.float64(x[0, _u(c)]), d)
+        mu[c], lo[c] = _two_sum(shift[c], d)
         m2[c] = q
     if not ok.all():
-        mu2, m22, lo2 = _moments_rc_two_pass(x)
+        mu2, m22, lo2 = _moments_rc_two_pass(x, shift)
         for c in range(channels):
             if not ok[c]:
                 mu[c] = mu2[c]
@@ -517,7 +551,7 @@ def moments_rc(x):
 
 
 @jit(parallel=True)
-def _moments_rc_two_pass(x):
+def _moments_rc_two_pass(x, shift):
     """Per-channel ``(mu, m2, mu_lo)`` of an ``(R, C)`` array, two passes per tile.
 
     Tiles of ``UNIT`` values: the second pass reads from L1, and each tile's
@@ -542,7 +576,7 @@ def _moments_rc_two_pass(x):
             ru = _u(r)
             for cc in range(nc):
                 q = _u(c0 + cc)
-                part_mu[iu, q] += np.float64(x[ru, q]) - np.float64(x[0, q])
+                part_mu[iu, q] += np.float64(x[ru, q]) - shift[q]
         inv_n = 1.0 / (r1 - r0)
         for cc in range(nc):
             q = _u(c0 + cc)
@@ -551,7 +585,7 @@ def _moments_rc_two_pass(x):
             ru = _u(r)
             for cc in range(nc):
                 q = _u(c0 + cc)
-                d = (np.float64(x[ru, q]) - np.float64(x[0, q])) - part_mu[iu, q]
+                d = (np.float64(x[ru, q]) - shift[q]) - part_mu[iu, q]
                 part_m2[iu, q] += d * d
     mu = np.empty(channels)
     m2 = np.empty(channels)
@@ -579,7 +613,7 @@ def _moments_rc_two_pass(x):
             n_a = n
         for cc in range(nc):
             q = _u(c0 + cc)
-            mu[q], lo[q] = _two_sum(np.float64(x[0, q]), mu[q])
+            mu[q], lo[q] = _two_sum(shift[q], mu[q])
     return mu, m2, lo
 
 
@@ -786,9 +820,9 @@ def _ncm_finish_moments(x, part_s1, part_s2):
         for k in range(part_s1.shape[1]):
             s1 += part_s1[cu, _u(k)]
             s2 += part_s2[cu, _u(k)]
-        ok, d, q = _one_pass_ok(s1, s2, a_len * b_len)
+        ok, d, q = _one_pass_ok(s1, s2, a_len * b_len, _min_ratio(x))
         if ok:
-            mu[c], lo[c] = _two_sum(np.float64(x[0, cu, 0]), d)
+            mu[c], lo[c] = _two_sum(_shift(x[0, cu, 0]), d)
             m2[c] = q
         else:
             runs, pieces, n_units = _ncm_units(a_len, b_len)
@@ -829,7 +863,7 @@ def moments_ncm(x):
         c = t // n_units
         k = t % n_units
         a0, a1, b0, b1 = _ncm_unit_bounds(k, a_len, b_len, runs, pieces)
-        p1, p2 = _ncm_unit_power_sums(x, c, np.float64(x[0, _u(c), 0]), a0, a1, b0, b1)
+        p1, p2 = _ncm_unit_power_sums(x, c, _shift(x[0, _u(c), 0]), a0, a1, b0, b1)
         part_s1[c, k] = p1
         part_s2[c, k] = p2
     return _ncm_finish_moments(x, part_s1, part_s2)
@@ -870,7 +904,7 @@ def moments_ncm_rows(x):
         for a in range(i * ab, min(a_len, (i + 1) * ab)):
             for c in range(c0, min(channels, c0 + cb)):
                 cu = _u(c)
-                p1, p2 = _ncm_unit_power_sums(x, c, np.float64(x[0, cu, 0]), a, a + 1, 0, b_len)
+                p1, p2 = _ncm_unit_power_sums(x, c, _shift(x[0, cu, 0]), a, a + 1, 0, b_len)
                 part_s1[cu, i] += p1
                 part_s2[cu, i] += p2
     return _ncm_finish_moments(x, part_s1, part_s2)
