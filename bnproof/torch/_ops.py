@@ -1,0 +1,314 @@
+"""bnproof's kernels as a PyTorch custom op: forward, autograd formula, fake.
+
+The op, its backward and their fake (meta) functions sit side by side; the
+numerics stay in :mod:`bnproof.kernels`. Tensors cross into NumPy and back
+as views (``Tensor.numpy()`` and ``torch.from_numpy`` share memory), so the
+only copies are the ones the kernels make of non-contiguous inputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import torch
+
+from bnproof import kernels
+
+__all__ = ["batch_norm"]
+
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+# --------------------------------------------------------------------------- #
+# layouts: which view of a tensor the kernels read
+# --------------------------------------------------------------------------- #
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """Whether ``t`` (N, C, *spatial) is stored channels-last and not channels-first.
+
+    Such a tensor is read through its ``(N, *spatial, C)`` view, which is
+    contiguous, with the kernels' channel axis -1 (no copy).
+    """
+    return t.dim() > 2 and not t.is_contiguous() and t.movedim(1, -1).is_contiguous()
+
+
+def _to_kernel(t: torch.Tensor, last: bool) -> np.ndarray:
+    """NumPy view of ``t`` in the layout the kernels read (``last``: channels-last)."""
+    return (t.movedim(1, -1) if last else t).detach().numpy()
+
+
+def _from_kernel(arr: np.ndarray, last: bool) -> torch.Tensor:
+    """Tensor view of a kernel output, in the input's (N, C, *spatial) order."""
+    t = torch.from_numpy(arr)
+    return t.movedim(-1, 1) if last else t
+
+
+def _vector(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().numpy()
+
+
+def _empty_like_kernel(t: torch.Tensor) -> torch.Tensor:
+    """Return an uninitialized tensor with the strides the op's real output gets."""
+    if _channels_last(t):
+        return t.new_empty(t.movedim(1, -1).shape).movedim(-1, 1)
+    return t.new_empty(t.shape)
+
+
+# --------------------------------------------------------------------------- #
+# the forward op
+# --------------------------------------------------------------------------- #
+
+
+def _updates(training: bool, running_mean: torch.Tensor | None) -> bool:
+    return training and running_mean is not None
+
+
+# The op is functional: torch.library refuses an autograd formula for an op
+# that mutates its inputs. In training it returns the updated running
+# statistics (the kernel updates copies of the two (C,) buffers), and
+# batch_norm copies them into the buffers with Tensor.copy_.
+@torch.library.custom_op("bnproof::batch_norm_forward", mutates_args=(), device_types="cpu")
+def _forward_op(
+    input: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, mean, invstd, new_running_mean, new_running_var)``.
+
+    The new running statistics are empty unless ``training`` with buffers.
+    """
+    last = _channels_last(input)
+    new_mean, new_var = running_mean, running_var
+    if _updates(training, running_mean):
+        new_mean, new_var = running_mean.clone(), running_var.clone()
+    y, mean, invstd = kernels.batch_norm_forward(
+        _to_kernel(input, last), _vector(weight), _vector(bias), _vector(new_mean),
+        _vector(new_var), training=training, momentum=momentum, eps=eps,
+        channel_axis=-1 if last else 1,
+    )
+    if not _updates(training, running_mean):
+        new_mean, new_var = input.new_empty(0), input.new_empty(0)
+    return (_from_kernel(y, last), torch.from_numpy(mean), torch.from_numpy(invstd),
+            new_mean, new_var)
+
+
+@_forward_op.register_fake
+def _forward_fake(input, weight, bias, running_mean, running_var, training, momentum, eps):
+    channels = input.shape[1]
+    stats = channels if _updates(training, running_mean) else 0
+    return (_empty_like_kernel(input), input.new_empty(channels, dtype=torch.float64),
+            input.new_empty(channels, dtype=torch.float64),
+            input.new_empty(stats), input.new_empty(stats))
+
+
+# --------------------------------------------------------------------------- #
+# the backward op
+# --------------------------------------------------------------------------- #
+
+
+@torch.library.custom_op("bnproof::batch_norm_backward", mutates_args=(), device_types="cpu")
+def _backward_op(
+    grad_out: torch.Tensor,
+    input: torch.Tensor,
+    weight: torch.Tensor | None,
+    mean: torch.Tensor,
+    invstd: torch.Tensor,
+    training: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dx, dweight, dbias)``; ``dweight`` is empty when ``weight`` is None."""
+    last = _channels_last(input)
+    x = _to_kernel(input, last)
+    dx, dweight, dbias = kernels.batch_norm_backward(
+        _to_kernel(grad_out, last), x, _vector(weight), mean.numpy(), invstd.numpy(),
+        training=training, channel_axis=-1 if last else 1,
+        bias=np.empty(mean.shape[0], x.dtype),  # ask for dbias in every case
+    )
+    if dweight is None:
+        dweight = np.empty(0, x.dtype)
+    return _from_kernel(dx, last), torch.from_numpy(dweight), torch.from_numpy(dbias)
+
+
+@_backward_op.register_fake
+def _backward_fake(grad_out, input, weight, mean, invstd, training):
+    channels = input.shape[1]
+    return (_empty_like_kernel(input), input.new_empty(0 if weight is None else channels),
+            input.new_empty(channels))
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "bnproof.torch.batch_norm has no second derivative (its backward is one "
+        "kernel); for double backward (gradient penalties, Hessian-vector products) "
+        "use torch.nn.functional.batch_norm or PyTorch's nn.BatchNorm modules"
+    )
+
+
+def _backward_setup(ctx, inputs, output):
+    pass
+
+
+torch.library.register_autograd(
+    "bnproof::batch_norm_backward", _no_double_backward, setup_context=_backward_setup
+)
+
+
+# --------------------------------------------------------------------------- #
+# autograd of the forward op
+# --------------------------------------------------------------------------- #
+
+
+def _forward_setup(ctx, inputs, output):
+    input, weight, bias, _, _, training, _, _ = inputs
+    _, mean, invstd, new_mean, new_var = output
+    ctx.mark_non_differentiable(mean, invstd, new_mean, new_var)
+    ctx.save_for_backward(input, weight, mean, invstd)
+    ctx.training = training
+    ctx.has_weight = weight is not None
+    ctx.has_bias = bias is not None
+
+
+def _forward_backward(ctx, grad_y, *grad_stats):
+    input, weight, mean, invstd = ctx.saved_tensors
+    dx, dweight, dbias = _backward_op(grad_y, input, weight, mean, invstd, ctx.training)
+    return (dx, dweight if ctx.has_weight else None, dbias if ctx.has_bias else None,
+            None, None, None, None, None)
+
+
+torch.library.register_autograd(
+    "bnproof::batch_norm_forward", _forward_backward, setup_context=_forward_setup
+)
+
+
+# --------------------------------------------------------------------------- #
+# the public function
+# --------------------------------------------------------------------------- #
+
+
+def _fallback_reason(tensors) -> str | None:
+    """Why PyTorch's own op runs instead of the kernels, or None."""
+    for t in tensors:
+        if t is None:
+            continue
+        if t.device.type != "cpu":
+            return "device"
+        if t.dtype not in _NATIVE_DTYPES:
+            return "dtype"
+    return None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalization with bnproof's kernels: ``torch.nn.functional.batch_norm``'s API.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        ``(N, C)`` or ``(N, C, *spatial)``, float32 or float64, on the CPU.
+        Channels-last tensors (``torch.channels_last``, ``channels_last_3d``)
+        are read in place through their ``(N, *spatial, C)`` view.
+    running_mean, running_var : torch.Tensor or None
+        Running buffers ``(C,)`` in ``input``'s dtype; updated in place when
+        ``training`` (``new = (1 - momentum) old + momentum batch``, with the
+        unbiased batch variance), only read otherwise.
+    weight, bias : torch.Tensor or None
+        ``gamma`` and ``beta`` ``(C,)``; gradients flow to both.
+    training : bool, default False
+        Normalize with the batch statistics (``True``) or the running ones.
+    momentum : float, default 0.1
+        PyTorch's convention; any real number, unused in inference.
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+
+    Returns
+    -------
+    torch.Tensor
+        The output, in ``input``'s shape and dtype; channels-last when
+        ``input`` is, contiguous otherwise.
+
+    Raises
+    ------
+    ValueError
+        One value per channel in training ("Expected more than 1 value per
+        channel when training", as PyTorch), shapes that disagree, missing
+        running buffers in inference.
+    TypeError
+        Mixed float32/float64 arguments.
+    RuntimeError
+        On double backward (the backward is a single kernel): use
+        :func:`torch.nn.functional.batch_norm` for second derivatives.
+
+    Notes
+    -----
+    Ioffe & Szegedy (2015), Algorithm 1 and section 3.1; the numerics are
+    :func:`bnproof.kernels.batch_norm_forward` and
+    :func:`~bnproof.kernels.batch_norm_backward`. The running buffers are
+    updated in place (``Tensor.copy_`` of the kernel's update, which the op
+    returns: an op with an autograd formula may not mutate its inputs).
+    The op is registered as
+    ``bnproof::batch_norm_forward`` (and ``bnproof::batch_norm_backward``)
+    with ``torch.library``: autograd differentiates it with the kernels'
+    closed-form backward, and ``torch.compile`` treats it as one opaque call
+    (its fake function gives the output's shape and strides).
+
+    Tensors on another device than the CPU (CUDA, MPS, meta) and dtypes
+    other than float32/float64 (bfloat16, float16) run PyTorch's own
+    :func:`torch.nn.functional.batch_norm` instead, with a one-time
+    ``RuntimeWarning``: a converted model keeps working after ``.cuda()`` or
+    under autocast, with PyTorch's numerics.
+    """
+    tensors = (input, running_mean, running_var, weight, bias)
+    names = ("input", "running_mean", "running_var", "weight", "bias")
+    for name, t in zip(names, tensors, strict=True):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__} "
+                            f"(convert with torch.as_tensor({name}))")
+    if input is None:
+        raise TypeError("input must be a torch.Tensor, got None")
+    if input.dim() < 2 and input.numel() == 0:
+        # no (N, C) layout, nothing to normalize: PyTorch's empty-input shortcut
+        # (a new tensor, so that the gradient chain is kept)
+        y = input.clone()
+        if weight is not None:
+            y = y * weight[0]
+        if bias is not None:
+            y = y + bias[0]
+        return y
+    reason = _fallback_reason(tensors)
+    if reason is not None:
+        where = f"{input.device.type} tensors" if reason == "device" else "dtypes other " \
+            "than float32 and float64"
+        _warn_once(reason, f"bnproof.torch runs on the CPU in float32 and float64; for {where} "
+                           "it uses torch.nn.functional.batch_norm (PyTorch's numerics)")
+        return torch.nn.functional.batch_norm(input, running_mean, running_var, weight, bias,
+                                              training, momentum, eps)
+    if isinstance(momentum, bool) or not isinstance(momentum, int | float):
+        raise TypeError(f"momentum must be a float, got {momentum!r} (e.g. 0.1)")
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise TypeError(f"eps must be a float, got {eps!r} (e.g. 1e-5)")
+    training = bool(training)
+    y, _, _, new_mean, new_var = _forward_op(input, weight, bias, running_mean, running_var,
+                                             training, float(momentum), float(eps))
+    if _updates(training, running_mean):
+        with torch.no_grad():
+            running_mean.copy_(new_mean)
+            running_var.copy_(new_var)
+    return y
