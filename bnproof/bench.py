@@ -29,6 +29,11 @@ rounds that each time every copy and implementation in turn:
     PyTorch's CPU ``native_batch_norm`` and ``native_batch_norm_backward``
     (only when PyTorch is importable).
 
+With PyTorch importable, rows of whole modules follow (see
+:mod:`bnproof.torch._bench`): ``bnproof.torch.BatchNorm2d`` / ``1d`` against
+``nn.BatchNorm2d`` / ``1d``, forward and backward through autograd, and a
+training step of a small CNN with each and without batch norm.
+
 Results are plain JSON-serialisable data; nothing is printed.
 """
 
@@ -43,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CASES", "QUICK_CASES", "Case", "run_bench"]
+__all__ = ["CASES", "MODULE_CASE_NAMES", "QUICK_CASES", "Case", "run_bench"]
 
 #: Repeats per measurement (the minimum is reported).
 REPEATS = 7
@@ -105,6 +110,27 @@ QUICK_CASES = (
     Case("nchw-float64", (8, 16, 8, 8), "float64", 1),
     Case("nchw7x7-float32", (8, 32, 7, 7), "float32", 1),
 )
+
+
+#: Cases of :mod:`bnproof.torch._bench` (PyTorch needed): modules through
+#: autograd on the shapes of the first three cases above, and a CNN training
+#: step. Named here so that ``bnproof bench --help`` does not import PyTorch.
+MODULE_CASE_NAMES = (
+    "module-nchw-float32", "module-nhwc-float32", "module-nc-float32", "cnn-step",
+)
+
+
+def _module_results(quick: bool, repeats: int, names, progress) -> dict:
+    """Return the module and training-step rows (none without PyTorch or when not selected)."""
+    empty = {"modules": [], "train_step": None}
+    if names is not None and not names:
+        return empty
+    try:
+        from bnproof.torch._bench import run_module_bench
+    except ImportError:
+        return empty
+    return run_module_bench(quick=quick, repeats=repeats, rounds=ROUNDS, names=names,
+                            progress=progress)
 
 
 def _min_time(fn: Callable[[], object], repeats: int) -> float:
@@ -346,7 +372,8 @@ def run_bench(
         Timed repeats per measurement (the minimum is kept); default 7, or 2
         with ``quick``.
     cases : sequence of str or None
-        Names of the cases to run (see :data:`CASES`); default all.
+        Names of the cases to run (see :data:`CASES` and
+        :data:`MODULE_CASE_NAMES`); default all.
     progress : callable or None
         ``progress(case_name, impl_name)`` before each implementation.
 
@@ -357,7 +384,12 @@ def run_bench(
         and ``"rows"`` of ``{"case", "impl", "op", "seconds", "gb_per_s",
         "fraction_of_floor", "speedup_vs_numpy", "speedup_vs_torch"}``;
         ``"first_call_seconds"`` of a new process (kernels loaded from the
-        on-disk cache); ``"threads"``; ``"setup"``. JSON-serialisable.
+        on-disk cache); ``"threads"``; ``"setup"``; with PyTorch,
+        ``"modules"`` (forward+backward through autograd, bnproof's module
+        against PyTorch's) and ``"train_step"`` (a small CNN's training step
+        with each, and without batch norm), see
+        :func:`bnproof.torch._bench.run_module_bench` (empty and None
+        without PyTorch). JSON-serialisable.
 
     Raises
     ------
@@ -378,20 +410,24 @@ def run_bench(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     available = QUICK_CASES if quick else CASES
+    module_names = None
     if cases is None:
         selected = available
     else:
-        names = [c.name for c in available]
+        names = [c.name for c in available] + list(MODULE_CASE_NAMES)
         unknown = [c for c in cases if c not in names]
         if unknown or not cases:
             raise ValueError(
                 f"unknown case {unknown[0] if unknown else None!r}; choose from {', '.join(names)}"
             )
         selected = [c for c in available if c.name in cases]
+        module_names = [c for c in cases if c in MODULE_CASE_NAMES]
     impls = _implementations()
     results = [_measure_case(case, repeats, impls, progress) for case in selected]
+    modules = _module_results(quick, repeats, module_names, progress)
     return {
         "cases": results,
+        **modules,
         "first_call_seconds": _first_call_seconds(),
         "threads": _threads(),
         "setup": {

@@ -92,3 +92,50 @@ def test_quick_table(capsys):
     assert main(["bench", "--quick", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "GB/s" in out and "memcpy" in out and "first call in a new process" in out
+
+
+def test_module_rows_in_quick_run(quick_json):
+    pytest.importorskip("torch")
+    from bnproof.bench import MODULE_CASE_NAMES
+    from bnproof.torch._bench import MODULE_CASES, STEP_CASE
+
+    assert [c.name for c in MODULE_CASES] + [STEP_CASE] == list(MODULE_CASE_NAMES)
+    rows = quick_json["modules"]
+    assert [r["case"] for r in rows] == list(MODULE_CASE_NAMES[:3])
+    assert {r["layout"] for r in rows} == {"NCHW", "NHWC", "NC"}
+    for row in rows:
+        assert row["seconds"]["torch"] > 0 and row["seconds"]["bnproof"] > 0
+        assert row["speedup_vs_torch"] == pytest.approx(
+            row["seconds"]["torch"] / row["seconds"]["bnproof"])
+    step = quick_json["train_step"]
+    assert set(step["seconds"]) == {"torch", "bnproof", "no batch norm"}
+    assert all(0.0 <= share < 1.0 for share in step["batch_norm_share"].values())
+
+
+def test_module_rows_are_printed_with_ratios():
+    from bnproof.commands.bench import format_table
+
+    result = {"cases": [], "threads": {"numba_threads": 2, "torch_threads": 2},
+              "first_call_seconds": 0.5,
+              "modules": [{"case": "module-nc-float32", "shape": [4, 2], "layout": "NC",
+                           "seconds": {"torch": 3e-3, "bnproof": 1e-3},
+                           "speedup_vs_torch": 3.0}],
+              "train_step": {"case": "cnn-step", "shape": [8, 3, 8, 8], "dtype": "float32",
+                             "seconds": {"torch": 4e-3, "bnproof": 8e-3,
+                                         "no batch norm": 2e-3},
+                             "batch_norm_share": {"torch": 0.5, "bnproof": 0.75},
+                             "speedup_vs_torch": 0.5}}
+    text = format_table(result)
+    assert "module-nc-float32" in text and "bnproof 3.00x faster than torch" in text
+    assert "bnproof 2.00x slower than torch" in text
+    assert "torch 50%, bnproof 75%" in text
+
+
+def test_module_case_runs_alone(capsys):
+    pytest.importorskip("torch")
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--case",
+                 "module-nc-float32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cases"] == [] and [r["case"] for r in result["modules"]] == [
+        "module-nc-float32"]
+    assert result["train_step"] is None

@@ -76,3 +76,16 @@ def test_readme_python_examples_run():
     # The last example's gradients have the input's shape and dtype.
     assert namespace["dx"].shape == namespace["x"].shape
     assert namespace["dx"].dtype == namespace["x"].dtype
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"]])
+def test_help_does_not_import_torch(argv):
+    code = (
+        "import sys; from bnproof.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip().splitlines()[-1]
+    assert out == "False"

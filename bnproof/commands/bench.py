@@ -12,7 +12,7 @@ HELP = "time the batch-norm kernels against NumPy, PyTorch and the memory-traffi
 
 def configure(parser) -> None:
     """Add the options of ``bnproof bench``."""
-    from bnproof.bench import CASES
+    from bnproof.bench import CASES, MODULE_CASE_NAMES
 
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
@@ -23,7 +23,9 @@ def configure(parser) -> None:
         action="append",
         default=None,
         metavar="NAME",
-        help="run only this case (repeatable): " + ", ".join(c.name for c in CASES),
+        help="run only this case (repeatable): "
+        + ", ".join([c.name for c in CASES] + list(MODULE_CASE_NAMES))
+        + " (the last four need PyTorch)",
     )
     parser.add_argument(
         "--repeats",
@@ -48,6 +50,48 @@ def _repeats(value: str | None) -> int | None:
 
 def _fmt_ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}x"
+
+
+def _faster(ratio: float) -> str:
+    """``ratio`` = torch time / bnproof time, in words."""
+    if ratio >= 1:
+        return f"bnproof {ratio:.2f}x faster than torch"
+    return f"bnproof {1 / ratio:.2f}x slower than torch"
+
+
+def _format_modules(result: dict) -> list[str]:
+    """Lines for the module rows and the training step (absent without PyTorch)."""
+    lines = []
+    rows = result.get("modules") or []
+    if rows:
+        lines.append("forward+backward through autograd (module call and .backward(), "
+                     "running buffers updated), bnproof.torch against torch.nn:")
+        lines.append(f"{'case':<20} {'shape':<18} {'layout':<6} {'torch ms':>9} "
+                     f"{'bnproof ms':>11}  ratio")
+        for row in rows:
+            t = row["seconds"]
+            lines.append(
+                f"{row['case']:<20} {str(tuple(row['shape'])):<18} {row['layout']:<6} "
+                f"{t['torch'] * 1e3:>9.2f} {t['bnproof'] * 1e3:>11.2f}  "
+                f"{_faster(row['speedup_vs_torch'])}"
+            )
+        lines.append("")
+    step = result.get("train_step")
+    if step:
+        t = step["seconds"]
+        share = step["batch_norm_share"]
+        lines.append(
+            f"{step['case']}: SGD training step of a small CNN on {tuple(step['shape'])} "
+            f"{step['dtype']}: torch {t['torch'] * 1e3:.2f} ms, bnproof "
+            f"{t['bnproof'] * 1e3:.2f} ms ({_faster(step['speedup_vs_torch'])}), without "
+            f"batch norm {t['no batch norm'] * 1e3:.2f} ms"
+        )
+        lines.append(
+            f"  batch norm's share of a step: torch {share['torch']:.0%}, "
+            f"bnproof {share['bnproof']:.0%}"
+        )
+        lines.append("")
+    return lines
 
 
 def format_table(result: dict) -> str:
@@ -86,6 +130,7 @@ def format_table(result: dict) -> str:
             else:
                 lines.append(f"forward+backward: bnproof {_fmt_ratio(1 / fb)} slower than torch")
         lines.append("")
+    lines.extend(_format_modules(result))
     threads = result["threads"]
     lines.append(
         f"first call in a new process: {result['first_call_seconds']:.2f} s; "
@@ -108,9 +153,9 @@ def run(args) -> int:
         if not args.json:
             print(f"  {case}: {impl} ...", file=sys.stderr, flush=True)
 
-    from bnproof.bench import CASES
+    from bnproof.bench import CASES, MODULE_CASE_NAMES
 
-    names = [c.name for c in CASES]
+    names = [c.name for c in CASES] + list(MODULE_CASE_NAMES)
     for name in args.case or []:
         if name not in names:
             raise UsageError(f"--case {name!r} is unknown; choose from {', '.join(names)}")
