@@ -28,7 +28,11 @@ NOTES = (
     "02-statistics-outside-the-gradient-step.ipynb",
     "03-batch-norm-in-float32.ipynb",
     "04-using-the-kernels.ipynb",
+    "05-batch-norm-inside-pytorch.ipynb",
 )
+
+#: Optional packages a note needs; without them its run is skipped.
+REQUIRES = {"05-batch-norm-inside-pytorch.ipynb": ("torch",)}
 
 #: Seconds one cell may take. A whole note runs in well under a minute on two
 #: idle cores; the margin covers Numba compiling the kernels on a cold cache
@@ -150,6 +154,8 @@ def _matplotlib_font_cache():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTES)
 def test_note_runs_top_to_bottom(name, _matplotlib_font_cache):
+    for module in REQUIRES.get(name, ()):
+        pytest.importorskip(module, reason=f"{name} needs {module}")
     nb = _execute(_read(name), NOTEBOOKS_DIR)
     assert _stderr_text(nb) == "", f"{name} wrote to stderr"
     # Every code cell ran, and the note produced output to read.
