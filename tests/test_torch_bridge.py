@@ -287,3 +287,40 @@ def test_compile_graph_keeps_the_custom_op():
     torch._dynamo.reset()
     fn(torch.randn(4, 3), torch.zeros(3), torch.ones(3))
     assert any("bnproof.batch_norm_forward" in s for s in seen), seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("os").environ.get("BNPROOF_TEST_INDUCTOR") != "1",
+    reason="the inductor backend compiles C++ for about 75 s on a 2-core machine (measured); "
+    "aot_eager above covers the op's registration; set BNPROOF_TEST_INDUCTOR=1 to run it",
+)
+def test_inductor_compiles_around_the_op():
+    model = bt.convert(_cnn()[:7])
+    ref = copy.deepcopy(model)
+    x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # momentum=None: a logged graph break, as in PyTorch
+        y = torch.compile(model, backend="inductor")(x)
+        y.sum().backward()
+    y_ref = ref(x)
+    y_ref.sum().backward()
+    torch.testing.assert_close(y, y_ref, **TOL64)
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, **TOL64)
+
+
+def test_readme_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Inside PyTorch models", 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```py\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    model, x = namespace["model"], namespace["x"]
+    assert type(model[1]) is bt.BatchNorm2d and model[0].weight.grad is not None
+    assert namespace["y"].is_contiguous(memory_format=torch.channels_last)
+    assert namespace["y"].shape == x.shape
