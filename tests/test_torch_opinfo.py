@@ -67,29 +67,55 @@ def _run(fn, sample):
     return y, [a for a in args if isinstance(a, torch.Tensor)], grads
 
 
+def _compare(name, dtype, sample, fn):
+    """Run ``sample`` through ``fn`` and PyTorch; assert outputs, buffers and grads agree."""
+    want_y, want_args, want_grads = _run(F.batch_norm, sample)
+    y, args, grads = _run(fn, sample)
+    tol = _tol(dtype)
+    torch.testing.assert_close(y, want_y, **tol, msg=lambda m: f"{name}: output {m}")
+    for a, b in zip(args, want_args, strict=True):  # running buffers, weight, bias
+        torch.testing.assert_close(a, b, **tol, equal_nan=True,
+                                   msg=lambda m: f"{name}: buffers {m}")
+    assert len(grads) == len(want_grads), name
+    for a, b in zip(grads, want_grads, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{name}: grad {m}")
+
+
 @pytest.mark.slow
 def test_functional_op_info_samples_match_pytorch():
     ran, rejected = 0, {}
     for name, dtype, sample in _op_samples():
-        want_y, want_args, want_grads = _run(F.batch_norm, sample)
         try:
-            y, args, grads = _run(bt.batch_norm, sample)
+            _compare(name, dtype, sample, bt.batch_norm)
         except (ValueError, TypeError, RuntimeError) as exc:
             rejected[("nn.functional.batch_norm", name)] = str(exc)
             continue
         ran += 1
-        tol = _tol(dtype)
-        torch.testing.assert_close(y, want_y, **tol, msg=lambda m, n=name: f"{n}: output {m}")
-        for a, b in zip(args, want_args, strict=True):  # running buffers, weight, bias
-            torch.testing.assert_close(a, b, **tol, equal_nan=True,
-                                       msg=lambda m, n=name: f"{n}: buffers {m}")
-        assert len(grads) == len(want_grads), name
-        for a, b in zip(grads, want_grads, strict=True):
-            assert (a is None) == (b is None), name
-            if a is not None:
-                torch.testing.assert_close(a, b, **tol, msg=lambda m, n=name: f"{n}: grad {m}")
     assert set(rejected) == set(REJECTED), rejected
     assert ran >= 40, ran  # op_db had 48 CPU float32/float64 samples with torch 2.13
+
+
+@pytest.mark.parametrize("change", ["momentum", "eps"])
+def test_comparison_catches_a_wrong_bridge(change):
+    # negative control: a bridge off in momentum (buffers) or eps (outputs)
+    # must fail the comparison on the samples that use them
+    def wrong(input, running_mean, running_var, weight=None, bias=None, training=False,
+              momentum=0.1, eps=1e-5):
+        if change == "momentum":
+            momentum = momentum * 0.5
+        else:
+            eps = eps * 2
+        return bt.batch_norm(input, running_mean, running_var, weight, bias, training,
+                             momentum, eps)
+
+    name, dtype, sample = next((n, d, s) for n, d, s in _op_samples()
+                               if s.kwargs.get("training") and s.args[0] is not None
+                               and s.input.numel() > 0)
+    with pytest.raises(AssertionError):
+        _compare(name, dtype, sample, wrong)
+    _compare(name, dtype, sample, bt.batch_norm)  # and the real one passes
 
 
 def _module_samples():
