@@ -131,11 +131,13 @@ def test_bad_arguments_are_rejected_clearly():
         bt.batch_norm(np.ones((4, 3)), None, None, training=True)
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
         bt.batch_norm(torch.ones(4, 3), None, None, weight=[1.0, 1.0, 1.0], training=True)
-    with pytest.raises(TypeError, match="x has dtype float32"):  # mixed dtypes
+    with pytest.raises(TypeError, match="input has dtype torch.float32"):  # mixed dtypes
         bt.batch_norm(torch.ones(4, 3), None, None, weight=torch.ones(3, dtype=torch.float64),
                       training=True)
-    with pytest.raises(ValueError, match="running_mean has shape"):
+    with pytest.raises(ValueError, match=r"running_mean has shape \(2,\) but input"):
         bt.batch_norm(torch.randn(4, 3), torch.zeros(2), torch.ones(2), training=True)
+    with pytest.raises(ValueError, match="needs \\(N, C\\)"):
+        bt.batch_norm(torch.randn(3), torch.zeros(3), torch.ones(3))
     rm, rv = torch.zeros(3), torch.ones(3)
     with pytest.raises(ValueError, match="weight has shape"):
         bt.batch_norm(torch.randn(4, 3), rm, rv, weight=torch.ones(2), training=True)

@@ -203,6 +203,30 @@ torch.library.register_autograd(
 # --------------------------------------------------------------------------- #
 
 
+def _check_arguments(input, named_vectors) -> None:
+    """Reject shapes and dtypes PyTorch's CPU batch norm rejects, in PyTorch's terms."""
+    if input.dim() < 2:
+        raise ValueError(
+            f"input has shape {tuple(input.shape)}; batch norm needs (N, C) or "
+            "(N, C, *spatial) (add a batch axis, e.g. input.unsqueeze(0))"
+        )
+    channels = input.shape[1]
+    for name, t in named_vectors:
+        if t is None:
+            continue
+        if tuple(t.shape) != (channels,):
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)} but input {tuple(input.shape)} has "
+                f"{channels} channels; pass {name} of shape ({channels},)"
+            )
+        if t.dtype != input.dtype:
+            raise TypeError(
+                f"{name} has dtype {t.dtype} but input has dtype {input.dtype}; pass "
+                f"them in one dtype, as PyTorch's CPU batch norm needs too (e.g. "
+                f"{name}.to(input.dtype))"
+            )
+
+
 def _fallback_reason(tensors) -> str | None:
     """Why PyTorch's own op runs instead of the kernels, or None."""
     for t in tensors:
@@ -248,10 +272,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ------
     ValueError
         One value per channel in training ("Expected more than 1 value per
-        channel when training", as PyTorch), shapes that disagree, missing
-        running buffers in inference.
+        channel when training", as PyTorch), fewer than 2 axes, shapes that
+        disagree, missing running buffers in inference.
     TypeError
-        Mixed float32/float64 arguments.
+        Non-tensor arguments, mixed float32/float64 arguments.
     RuntimeError
         On double backward (the backward is a single kernel): use
         :func:`torch.nn.functional.batch_norm` for second derivatives.
@@ -304,6 +328,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise TypeError(f"momentum must be a float, got {momentum!r} (e.g. 0.1)")
     if isinstance(eps, bool) or not isinstance(eps, int | float):
         raise TypeError(f"eps must be a float, got {eps!r} (e.g. 1e-5)")
+    _check_arguments(input, zip(names[1:], tensors[1:], strict=True))
     training = bool(training)
     y, _, _, new_mean, new_var = _forward_op(input, weight, bias, running_mean, running_var,
                                              training, float(momentum), float(eps))
