@@ -139,3 +139,13 @@ def test_module_case_runs_alone(capsys):
     assert result["cases"] == [] and [r["case"] for r in result["modules"]] == [
         "module-nc-float32"]
     assert result["train_step"] is None
+
+
+def test_module_case_without_torch_is_a_usage_error(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    assert main(["bench", "--quick", "--case", "cnn-step"]) == 2
+    assert "needs PyTorch" in capsys.readouterr().err

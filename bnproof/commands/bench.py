@@ -159,6 +159,12 @@ def run(args) -> int:
     for name in args.case or []:
         if name not in names:
             raise UsageError(f"--case {name!r} is unknown; choose from {', '.join(names)}")
+    wanted = [name for name in args.case or [] if name in MODULE_CASE_NAMES]
+    if wanted:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise UsageError(f"--case {wanted[0]!r} needs PyTorch (pip install torch)")
     result = run_bench(quick=args.quick, repeats=repeats, cases=args.case, progress=progress)
     result["provenance"] = provenance()
     if args.json:
