@@ -315,3 +315,17 @@ def test_import_bnproof_kernels_imports_no_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_torch_thread_count_is_left_alone(rng):
+    # The kernels run on Numba's threads; PyTorch's own count must not change
+    # (its convolutions round differently with another count).
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        model = _model()[:3]
+        big = [torch.from_numpy(rng.standard_normal((512, 3, 12, 12))) for _ in range(2)]
+        precise_bn(model, big, progress=False)  # inputs large enough for the parallel path
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)

@@ -194,6 +194,7 @@ class _Collector:
         self.active: set[str] = set(modules)  # modules whose inputs are recorded
         self.stop_at: set[str] = set()  # modules before which the forward may stop
         self.handles = []
+        self.torch_threads = torch.get_num_threads()
 
     def __enter__(self):
         for name, module in self.modules.items():
@@ -221,6 +222,10 @@ class _Collector:
                     self.records[name] = merge_moments(
                         self.records[name], batch_norm_moments(x, channel_axis=axis)
                     )
+                    if torch.get_num_threads() != self.torch_threads:
+                        # Numba's OpenMP layer may share PyTorch's runtime and leave its
+                        # own thread count there; PyTorch's results depend on it.
+                        torch.set_num_threads(self.torch_threads)
 
         return hook
 
