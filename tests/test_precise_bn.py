@@ -205,6 +205,7 @@ def test_modules_without_running_stats_or_never_called_are_skipped(rng):
             self.net = _model()
             self.net[4] = nn.BatchNorm2d(4, track_running_stats=False).double()
             self.spare = nn.BatchNorm1d(3).double()  # never called
+            self.lazy = nn.LazyBatchNorm1d()  # never initialized
 
         def forward(self, x):
             return self.net(x)
@@ -215,6 +216,7 @@ def test_modules_without_running_stats_or_never_called_are_skipped(rng):
     assert result.updated == ("net.1", "net.7")
     assert "track_running_stats=False" in result.skipped["net.4"]
     assert "never called" in result.skipped["spare"]
+    assert "lazy" in result.skipped["lazy"]
     assert torch.equal(model.spare.running_mean, before)
 
 

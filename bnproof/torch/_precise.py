@@ -17,6 +17,7 @@ import numba
 import numpy as np
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parameter import is_lazy
 
 from bnproof.kernels import Moments, batch_norm_moments, merge_moments
 
@@ -410,6 +411,8 @@ def precise_bn(
     for name, m in all_bn.items():
         if not m.track_running_stats or m.running_mean is None or m.running_var is None:
             skipped[name] = "no running statistics (track_running_stats=False)"
+        elif is_lazy(m.running_mean):
+            skipped[name] = "not initialized yet (a lazy module: run one forward pass first)"
         else:
             modules[name] = m
     if not modules:
