@@ -20,6 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import is_lazy
 
 from bnproof.kernels import Moments, batch_norm_moments, merge_moments
+from bnproof.kernels._moments import _merge
 
 __all__ = ["PreciseBNResult", "precise_bn"]
 
@@ -221,7 +222,8 @@ class _Collector:
             if name in self.active:
                 x, axis = _as_numpy(args[0])
                 if x.size:
-                    self.records[name] = merge_moments(
+                    # Both records come from the kernels: merge without re-checking.
+                    self.records[name] = _merge(
                         self.records[name], batch_norm_moments(x, channel_axis=axis)
                     )
                     if torch.get_num_threads() != self.torch_threads:
