@@ -331,3 +331,31 @@ def test_torch_thread_count_is_left_alone(rng):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(saved)
+
+
+def test_channels_last_inputs_are_read_without_a_copy(rng):
+    x = torch.from_numpy(rng.standard_normal((4, 3, 5, 6))).contiguous(
+        memory_format=torch.channels_last)
+    view, axis = _precise._as_numpy(x)
+    assert axis == -1 and view.shape == (4, 5, 6, 3)
+    assert np.shares_memory(view, x.permute(0, 2, 3, 1).numpy())
+    # Negative control: a strided slice cannot be viewed and is copied.
+    sliced = torch.from_numpy(rng.standard_normal((4, 6, 5, 6)))[:, ::2]
+    copied, axis = _precise._as_numpy(sliced)
+    assert axis == 1 and not np.shares_memory(copied, sliced.numpy())
+
+
+def test_batch_norm_subclasses_are_updated(rng):
+    class Custom(nn.BatchNorm2d):
+        """A subclass with its own forward, as converted models have."""
+
+        def forward(self, x):
+            return super().forward(x) * 1.0
+
+    model = _model()
+    model[4] = Custom(4).double()
+    batches = _batches(rng)
+    exact = _exact_stats(model, batches)
+    result = precise_bn(model, batches, progress=False)
+    assert "4" in result.updated
+    assert _rel(model[4].running_var, exact[4][1]) < RTOL64
