@@ -462,6 +462,7 @@ def precise_bn(
         state["passes"] += 1
 
     records = collector.records
+    failure = None
     numba_threads = numba.get_num_threads()
     try:
         # One thread for the moments: PyTorch's forward already uses the cores, the
