@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numba
@@ -129,7 +130,7 @@ def _check_args(model, batches, num_batches, process_group, progress, mode):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(map(repr, MODES))}")
-    if mode == "eval-consistent" and iter(batches) is batches:
+    if mode == "eval-consistent" and isinstance(batches, Iterator):
         raise TypeError(
             "mode='eval-consistent' reads the batches once per depth level, but batches "
             f"is a one-shot iterator ({type(batches).__name__}); pass a list or a DataLoader"
