@@ -29,6 +29,7 @@ NOTES = (
     "03-batch-norm-in-float32.ipynb",
     "04-using-the-kernels.ipynb",
     "05-batch-norm-inside-pytorch.ipynb",
+    "06-precise-statistics.ipynb",
 )
 
 #: Optional packages a note needs; without them its run is skipped.

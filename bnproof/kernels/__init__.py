@@ -18,6 +18,9 @@ batch_norm_backward
     Gradients with respect to the input, ``weight`` and ``bias``.
 batch_norm_moments
     Per-channel ``(count, mean, m2)`` of a batch.
+dask_moments
+    Per-channel moments of a Dask array (a tree reduction of merged records;
+    needs the ``dask`` extra).
 merge_moments
     Exact merge of two :class:`Moments` records (Chan, Golub & LeVeque).
 """
@@ -25,6 +28,7 @@ merge_moments
 from ._batch_norm import batch_norm_backward as batch_norm_backward
 from ._batch_norm import batch_norm_forward as batch_norm_forward
 from ._batch_norm import batch_norm_moments as batch_norm_moments
+from ._dask import dask_moments as dask_moments
 from ._moments import Moments as Moments
 from ._moments import merge_moments as merge_moments
 
@@ -33,5 +37,6 @@ __all__ = [
     "batch_norm_backward",
     "batch_norm_forward",
     "batch_norm_moments",
+    "dask_moments",
     "merge_moments",
 ]

@@ -166,6 +166,11 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
             f"a has {a.mean.shape[0]} channels but b has {b.mean.shape[0]}; "
             "merge moments of the same channels only"
         )
+    return _merge(a, b)
+
+
+def _merge(a: Moments, b: Moments) -> Moments:
+    """:func:`merge_moments` without the checks, for records known to be valid."""
     na, nb = int(a.count), int(b.count)
 
     def fields(m):
