@@ -309,7 +309,7 @@ def _claim(id, statement, latex, assumptions, build, *, free=(), expected="prove
     def prove_claim(n_max: int) -> Proof:
         return establish(
             id, build, free=free, n_max=n_max, symbolic=symbolic,
-            preamble=_definitions(model),
+            preamble=_definitions(model), symmetric=True,
         )
 
     return Claim(

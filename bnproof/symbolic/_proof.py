@@ -69,8 +69,10 @@ class Proof:
         concrete check agreed; ``refuted`` when a counterexample was found;
         ``unproved`` when neither could be established (see ``reason``).
     symbolic_n : bool
-        Whether the symbolic part of the proof holds for a symbolic batch
-        size N (``False`` when only concrete N were covered).
+        Whether the claim is proved for a symbolic batch size N: ``True``
+        only for a ``proved`` verdict whose symbolic route reduced every
+        identity (``False`` when only concrete N were covered, and for
+        ``refuted`` and ``unproved``).
     methods : tuple of str
         The methods used, e.g. ``("symbolic-N", "expand-N=2..8",
         "rationals-N=2..8")``.

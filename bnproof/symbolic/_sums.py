@@ -22,8 +22,10 @@ sums:
 5. *Renaming*: the summation index is a bound variable, so every remaining
    sum is given a canonical index (PR 15239: sums that differ only in the
    name of their index are then the same object). The canonical names
-   (``kappa_1``, ``kappa_2``, ...) are reserved: an input that uses one is
-   refused, since sifting would substitute it into a sum that binds it.
+   (``kappa_1``, ``kappa_2``, ...) are reserved: an input that uses one
+   other than as the canonical index of a sum (``kappa_d`` binding a
+   summand ``d - 1`` sums deep, as this module returns it) is refused,
+   since sifting would substitute it into a sum that binds it.
 
 Every sum must have ``hi - lo + 1 >= 0`` (known): for reversed limits SymPy
 follows Karr's convention (``Sum(f, (k, 3, 1)) = -f(2)``), under which
@@ -72,10 +74,31 @@ def _depth(expr: sympy.Basic) -> int:
     return max((_depth(arg) for arg in expr.args), default=0)
 
 
+def _misused_reserved(expr: sympy.Basic) -> set[Symbol]:
+    """Reserved names used other than as a canonical index (free, or bound off-depth).
+
+    A sum whose index is ``kappa_d`` with a summand ``d - 1`` deep is what
+    :func:`reduce_sums` itself returns; the rules never rename an inner sum
+    to ``kappa_d`` there (inner sums are less deep), so reducing it again is
+    safe. Any other use of a reserved name could be captured by a renaming.
+    """
+    bad = {s for s in expr.free_symbols if _RESERVED.fullmatch(str(s))}
+    for total in expr.atoms(Sum):
+        names = {k for k, _, _ in total.limits if _RESERVED.fullmatch(str(k))}
+        if len(total.limits) == 1 and names == {_canonical_index(_depth(total.function) + 1)}:
+            continue  # the canonical form reduce_sums returns
+        bad |= names
+    return bad
+
+
 def _in_range(index: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr, ranges: Ranges) -> bool:
     """Whether ``lo <= index <= hi`` is known from the declared ranges."""
     if index.is_Integer and lo.is_Integer and hi.is_Integer:
         return bool(lo <= index <= hi)
+    if index.is_integer is not True:
+        # a declared range says lo <= index <= hi, not that index is one of
+        # the integers there (for q = 3/2 the delta is 0 for every k)
+        return False
     if index in ranges:
         ilo, ihi = ranges[index]
         return sympy.simplify(ilo - lo) == 0 and sympy.simplify(ihi - hi) == 0
@@ -105,6 +128,12 @@ def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | N
         )
     if other.is_Integer and lo.is_Integer and hi.is_Integer and not lo <= other <= hi:
         return sympy.S.Zero  # the delta is 0 for every k in the range
+    if other.is_integer is not True:
+        raise SumRuleError(
+            f"cannot sift {delta} over {k}: {other} is not known to be an integer "
+            f"(KroneckerDelta({other}, {k}) is 0 for every integer {k} when {other} is "
+            "not one); declare it with integer=True"
+        )
     if not _in_range(other, lo, hi, ranges):
         raise SumRuleError(
             f"cannot sift {delta} over {k} in [{lo}, {hi}]: the range of {other} is "
@@ -212,8 +241,7 @@ def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
             raise TypeError(
                 f"ranges must map index symbols to (lower, upper); got {index!r}: {bounds!r}"
             )
-    symbols = expr.free_symbols | {limit[0] for s in expr.atoms(Sum) for limit in s.limits}
-    reserved = sorted(str(s) for s in symbols if _RESERVED.fullmatch(str(s)))
+    reserved = sorted(str(s) for s in _misused_reserved(expr))
     if reserved:
         raise SumRuleError(
             f"{', '.join(reserved)} is reserved for the canonical summation index; "
