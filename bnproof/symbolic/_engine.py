@@ -192,7 +192,7 @@ def _evaluate(
         # s = 0): neither a counterexample nor a witness; draw another
     else:
         return None, point, float("nan")
-    is_zero = bool(vanishes(value).is_zero or abs(approx) < _NUMERIC_ZERO)
+    is_zero = bool(abs(approx) < _NUMERIC_ZERO or vanishes(value).is_zero)
     return is_zero, point, float(approx)
 
 
