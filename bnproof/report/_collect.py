@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._invariances import invariance_data
+
 __all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
 
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
@@ -112,6 +114,8 @@ class ReportData:
         How each stage was run (batch sizes, offsets, steps, ``quick``).
     timings_seconds : dict
         Stage name -> wall time.
+    invariances : dict or None
+        The invariance table and its notes (:mod:`bnproof.report._invariances`).
 
     ``None`` for a stage means it was not run; the writers say so.
     """
@@ -125,6 +129,7 @@ class ReportData:
     seeds: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     timings_seconds: dict = field(default_factory=dict)
+    invariances: dict | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -482,5 +487,6 @@ def collect(
         seeds=seeds,
         settings=settings,
         timings_seconds={k: round(v, 3) for k, v in timings.items()},
+        invariances=invariance_data(claims),
     )
 
