@@ -18,7 +18,7 @@ DEFAULT_N_MAX = 8
 #: Largest --n-max: exact expansion at concrete N grows quickly with N.
 MAX_N_MAX = 16
 #: Groups of claims (``Claim.group``).
-GROUPS = ("catalogue", "invariances", "user")
+GROUPS = ("catalogue", "family", "invariances", "user")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=GROUPS,
         help="prove only the claims of this group (repeatable): the batch-norm catalogue, "
-        "the invariance table, or claims registered by --claims files",
+        "the rest of the normalization family, the invariance table, or claims registered "
+        "by --claims files",
     )
     parser.add_argument(
         "--workers",

@@ -16,6 +16,7 @@ Examples
 'proved'
 """
 
+from . import _family_claims, _renorm  # noqa: F401  (they register their claims)
 from ._claims import prove as prove
 from ._claims import prove_all as prove_all
 from ._engine import FULL_INDEX_N as FULL_INDEX_N
