@@ -16,7 +16,7 @@ Examples
 'proved'
 """
 
-from . import _family_claims, _renorm  # noqa: F401  (they register their claims)
+from . import _family, _family_claims, _renorm
 from ._claims import prove as prove
 from ._claims import prove_all as prove_all
 from ._engine import FULL_INDEX_N as FULL_INDEX_N
@@ -118,3 +118,10 @@ __all__ = [
     "vanishes",
     "x",
 ]
+
+# Registry order is the order of `bnproof prove` and of the report: the
+# batch-norm catalogue (registered by ._claims on import), the rest of the
+# family, then the invariance table.
+_renorm.register_claims()
+_family_claims.register_claims()
+_family.register_table()

@@ -548,7 +548,8 @@ def table(proofs: Mapping[str, Proof]) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _register_table() -> None:
+def register_table() -> None:
+    """Register one claim per cell (called once, by the package)."""
     for row_name, col_name, cid in cells():
         row, col = ROWS[row_name], COLUMNS[col_name]
         expected, condition = EXPECTED[row_name, col_name]
@@ -575,5 +576,3 @@ def _register_table() -> None:
             note=NOTES.get((row_name, col_name), ""),
         ))
 
-
-_register_table()

@@ -154,26 +154,28 @@ def _claim(cid: str, statement: str, build, assumptions, section: str) -> Claim:
                  symbolic_n_expected=False, section=section, group="family")
 
 
-for _row in ("batch", "layer", "rms", "group", "instance"):
-    _setting = ROWS[_row].setting
-    register(_claim(
-        f"{_row}-bias-cancelling-part",
-        f"Under {ROWS[_row].title} a per-feature bias b splits into a part P b that cancels "
-        f"(dimension {DIMENSION[_row]}) and a rest b - P b that changes the output whenever "
-        "it is not 0 (eps > 0).",
-        _bias_part(_row),
-        ("eps >= 0 (the witness: eps = 1/2)", "gamma_c != 0", "sizes: " + "; ".join(
-            lay.text() for lay in LAYOUTS[_setting])),
-        "Ba, Kiros & Hinton (2016), section 5.1; " + ROWS[_row].paper))
-for _row in ("batch", "weight", "layer", "rms", "group", "instance"):
-    _per = _row in ("batch", "instance", "weight")
-    register(_claim(
-        f"{_row}-weight-grad-orthogonal",
-        f"Under {ROWS[_row].title}, weights W feeding it satisfy <W, grad_W L> = 0 for any "
-        "loss" + (" (eps = 0)" if _row != "weight" else "") + (
-            ", and so does every weight vector W_c on its own." if _per else
-            "; a single weight vector's product is not 0 (witness)."),
-        _weight_grad(_row),
-        (("eps = 0",) if _row != "weight" else ("every v_c != 0",)) + (
-            "sizes: " + WEIGHT_GRAD_LAYOUTS[_row].text(),),
-        "Salimans & Kingma (2016); van Laarhoven (2017); " + ROWS[_row].paper))
+def register_claims() -> None:
+    """Register the bias-part and weight-gradient claims (called once, by the package)."""
+    for _row in ("batch", "layer", "rms", "group", "instance"):
+        _setting = ROWS[_row].setting
+        register(_claim(
+            f"{_row}-bias-cancelling-part",
+            f"Under {ROWS[_row].title} a per-feature bias b splits into a part P b that cancels "
+            f"(dimension {DIMENSION[_row]}) and a rest b - P b that changes the output whenever "
+            "it is not 0 (eps > 0).",
+            _bias_part(_row),
+            ("eps >= 0 (the witness: eps = 1/2)", "gamma_c != 0", "sizes: " + "; ".join(
+                lay.text() for lay in LAYOUTS[_setting])),
+            "Ba, Kiros & Hinton (2016), section 5.1; " + ROWS[_row].paper))
+    for _row in ("batch", "weight", "layer", "rms", "group", "instance"):
+        _per = _row in ("batch", "instance", "weight")
+        register(_claim(
+            f"{_row}-weight-grad-orthogonal",
+            f"Under {ROWS[_row].title}, weights W feeding it satisfy <W, grad_W L> = 0 for any "
+            "loss" + (" (eps = 0)" if _row != "weight" else "") + (
+                ", and so does every weight vector W_c on its own." if _per else
+                "; a single weight vector's product is not 0 (witness)."),
+            _weight_grad(_row),
+            (("eps = 0",) if _row != "weight" else ("every v_c != 0",)) + (
+                "sizes: " + WEIGHT_GRAD_LAYOUTS[_row].text(),),
+            "Salimans & Kingma (2016); van Laarhoven (2017); " + ROWS[_row].paper))

@@ -117,26 +117,32 @@ def _claim(cid: str, statement: str, latex: str, build, assumptions) -> Claim:
                  section="Ioffe (2017), section 3 and Algorithm 1", group="family")
 
 
-for _c in (
-    _claim("batch-renorm-bias-gradient-zero",
-           "Batch Renormalization with r and d under stop-gradient: the gradient ignores "
-           "a bias before it, dy_i/db = 0, for a symbolic N and any eps >= 0.",
-           r"\frac{\partial y_i}{\partial b} = 0",
-           _gradient_ignores_b, ("N >= 2", "eps >= 0", "sigma > 0")),
-    _claim("batch-renorm-output-depends-on-bias",
-           "Yet its output is the inference transform gamma (x_i - mu) / sigma + beta, "
-           "so it moves with b: the value's slope in b is gamma / sigma, not 0.",
-           r"y_i = \gamma\,\frac{x_i - \mu}{\sigma} + \beta,\quad "
-           r"\frac{\partial y_i}{\partial b}\Big|_{\mathrm{value}} = \frac{\gamma}{\sigma}",
-           _value_moves_with_b, ("N >= 2", "eps >= 0", "sigma > 0", "unclipped r and d",
-                                 "gamma != 0")),
-    _claim("batch-renorm-clipping",
-           "With clipping, case by case: the gradient still ignores b; the output moves "
-           "with b (slope gamma / sigma) while d is within its bounds, and stops moving "
-           "once d is clipped at a bound.",
-           r"d = \pm d_{\max} \Rightarrow \frac{\partial y_i}{\partial b}\Big|"
-           r"_{\mathrm{value}} = 0",
-           _clipping, ("N >= 2", "eps >= 0", "sigma > 0",
-                       "cases: r clipped, d free; r and d clipped; r free, d clipped")),
-):
-    register(_c)
+def register_claims() -> None:
+    """Register the Batch Renormalization claims (called once, by the package)."""
+    for claim in _claims():
+        register(claim)
+
+
+def _claims() -> tuple[Claim, ...]:
+    return (
+        _claim("batch-renorm-bias-gradient-zero",
+               "Batch Renormalization with r and d under stop-gradient: the gradient ignores "
+               "a bias before it, dy_i/db = 0, for a symbolic N and any eps >= 0.",
+               r"\frac{\partial y_i}{\partial b} = 0",
+               _gradient_ignores_b, ("N >= 2", "eps >= 0", "sigma > 0")),
+        _claim("batch-renorm-output-depends-on-bias",
+               "Yet its output is the inference transform gamma (x_i - mu) / sigma + beta, "
+               "so it moves with b: the value's slope in b is gamma / sigma, not 0.",
+               r"y_i = \gamma\,\frac{x_i - \mu}{\sigma} + \beta,\quad "
+               r"\frac{\partial y_i}{\partial b}\Big|_{\mathrm{value}} = \frac{\gamma}{\sigma}",
+               _value_moves_with_b, ("N >= 2", "eps >= 0", "sigma > 0", "unclipped r and d",
+                                     "gamma != 0")),
+        _claim("batch-renorm-clipping",
+               "With clipping, case by case: the gradient still ignores b; the output moves "
+               "with b (slope gamma / sigma) while d is within its bounds, and stops moving "
+               "once d is clipped at a bound.",
+               r"d = \pm d_{\max} \Rightarrow \frac{\partial y_i}{\partial b}\Big|"
+               r"_{\mathrm{value}} = 0",
+               _clipping, ("N >= 2", "eps >= 0", "sigma > 0",
+                           "cases: r clipped, d free; r and d clipped; r free, d clipped")),
+    )
