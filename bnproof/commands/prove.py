@@ -127,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r[{done}/{total}] {claim_id}".ljust(60), end="", file=sys.stderr)
 
-    parallel = args.workers > 1 or args.time_limit is not None
-    proofs = prove_all(ids, n_max=args.n_max, progress=progress, workers=args.workers,
-                       time_limit=args.time_limit,
-                       modules=[str(f) for f in files] if parallel else ())
+    extra = {}
+    if args.workers > 1 or args.time_limit is not None:
+        extra = {"workers": args.workers, "time_limit": args.time_limit,
+                 "modules": [str(f) for f in files]}
+    proofs = prove_all(ids, n_max=args.n_max, progress=progress, **extra)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     rows = []

@@ -62,6 +62,8 @@ from ._registry import load_claims as load_claims
 from ._registry import register as register
 from ._registry import register_claim as register_claim
 from ._runner import run_claims as run_claims
+from ._sumrules import interchange_sums as interchange_sums
+from ._sumrules import merge_ranges as merge_ranges
 from ._sums import SumRuleError as SumRuleError
 from ._sums import reduce_sums as reduce_sums
 from ._zero import ZeroTest as ZeroTest
@@ -98,9 +100,11 @@ __all__ = [
     "gamma",
     "i",
     "inference",
+    "interchange_sums",
     "j",
     "load_claims",
     "loss_gradient",
+    "merge_ranges",
     "prove",
     "prove_all",
     "prove_cell",

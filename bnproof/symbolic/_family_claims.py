@@ -144,6 +144,45 @@ def _weight_grad(row_name: str):
     return build
 
 
+#: Width of w at concrete N, and the largest concrete N, for the symbolic-D
+#: claim (the exact expansion of <w, grad_w L> grows fast with both).
+SYMBOLIC_D_CONCRETE_D = 2
+SYMBOLIC_D_N_MAX = 3
+
+
+def _weight_grad_symbolic(batch, indices) -> list:
+    """<w, grad_w L> = 0 for x_n = sum_d U[n, d] w[d], batch norm at eps = 0."""
+    from ._models import SymbolicBatch, loss_gradient, training
+
+    U = sympy.IndexedBase("U", real=True)
+    w = sympy.IndexedBase("w", real=True)
+    D = Symbol("D", integer=True, positive=True)
+    d, e = Symbol("d", integer=True), Symbol("e", integer=True)
+    if isinstance(batch, SymbolicBatch):
+        def values(t):
+            return sympy.Sum(U[t, d] * w[d], (d, 1, D))
+
+        weights = None
+    else:
+        weights = [Symbol(f"w_{c}", real=True) for c in range(1, SYMBOLIC_D_CONCRETE_D + 1)]
+
+        def values(t):
+            return sympy.Add(*(Symbol(f"U_{t}{c}", real=True) * wc
+                               for c, wc in enumerate(weights, 1)))
+
+    def inner(model):
+        if weights is None:
+            return sympy.Sum(w[e] * loss_gradient(model, w[e]), (e, 1, D))
+        return sympy.Add(*(wc * loss_gradient(model, wc) for wc in weights))
+
+    ranges = {**batch.ranges, e: (sympy.S.One, D)} if batch.symbolic else {}
+    label = Symbol(r"\langle w, \nabla_w L \rangle", real=True)
+    return [
+        Identity(label, inner(training(batch, values, eps=sympy.S.Zero)), 0, ranges),
+        Nonzero(label, inner(training(batch, values)), {eps: Rational(1, 2)}),
+    ]
+
+
 def _claim(cid: str, statement: str, build, assumptions, section: str) -> Claim:
     def prove_claim(n_max: int) -> Proof:
         # the sizes are the layouts' (LAYOUTS); one concrete pass suffices
@@ -154,8 +193,28 @@ def _claim(cid: str, statement: str, build, assumptions, section: str) -> Claim:
                  symbolic_n_expected=False, section=section, group="family")
 
 
+def _symbolic_d_claim() -> Claim:
+    cid = "batch-weight-grad-orthogonal-symbolic"
+
+    def prove_claim(n_max: int) -> Proof:
+        return establish(cid, _weight_grad_symbolic, n_max=min(n_max, SYMBOLIC_D_N_MAX))
+
+    return Claim(
+        id=cid,
+        statement="For x_n = sum_d U[n, d] w[d] feeding batch normalization at eps = 0, "
+        "<w, grad_w L> = 0 for any loss, for a symbolic batch size N and a symbolic width "
+        "D (the sum over d moves inside the sum over n); not 0 for eps > 0.",
+        latex=r"\sum_{d=1}^{D} w_d \frac{\partial L}{\partial w_d} = 0",
+        assumptions=("eps = 0 (witness for eps = 1/2)", "symbolic N and D; concrete "
+                     f"N = 2..{SYMBOLIC_D_N_MAX} with D = {SYMBOLIC_D_CONCRETE_D}"),
+        expected="proved", prove=prove_claim, symbolic_n_expected=True,
+        section="Section 3.3 of Ioffe & Szegedy (2015); Salimans & Kingma (2016)",
+        group="family")
+
+
 def register_claims() -> None:
     """Register the bias-part and weight-gradient claims (called once, by the package)."""
+    register(_symbolic_d_claim())
     for _row in ("batch", "layer", "rms", "group", "instance"):
         _setting = ROWS[_row].setting
         register(_claim(
