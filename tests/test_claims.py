@@ -217,7 +217,8 @@ def test_cli_json_reports_every_claim_as_expected(capsys):
     for claim_id, row in rows.items():
         assert set(row) >= {"id", "statement", "verdict", "symbolic_n", "methods", "seconds"}
         assert row["verdict"] == CLAIMS[claim_id].expected
-        assert "expand-N=2..8" in row["methods"]
+        if row["verdict"] == "proved":  # a refutation may end at the cheap first test
+            assert "expand-N=2..8" in row["methods"]
     assert rows["bias-cancels-train"]["symbolic_n"] is True
     assert rows["backward-closed-form"]["symbolic_n"] is True
     assert rows["rms-bias-cancels"]["verdict"] == "refuted"

@@ -72,3 +72,19 @@ def test_a_refutation_is_not_reported_as_a_symbolic_n_proof():
     proof = establish("only-nonzero", _only_nonzero, n_max=2)
     assert proof.verdict == "refuted"
     assert proof.symbolic_n is False
+
+
+def test_the_cheap_first_test_refutes_before_the_symbolic_route():
+    from bnproof.symbolic import SymbolicBatch
+
+    calls = {"symbolic": 0}
+
+    def build(batch, idx):
+        if isinstance(batch, SymbolicBatch):
+            calls["symbolic"] += 1
+        return [Identity(Symbol("z"), batch.item(x, idx["i"]) ** 2, batch.item(x, idx["i"]), {})]
+
+    proof = establish("x-squared-is-x", build, free=("i",), n_max=8)
+    assert proof.verdict == "refuted" and proof.reason.startswith("counterexample: N=2")
+    assert calls["symbolic"] == 0  # the expensive routes never ran
+    assert proof.methods == ("rationals-N=2..3",)

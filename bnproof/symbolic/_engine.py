@@ -14,6 +14,10 @@ checks them
    evaluated exactly; a nonzero value is a counterexample. A
    :class:`Nonzero` needs an exact nonzero value (a witness) at some point.
 
+A cheap first test runs before all three: every identity is evaluated at
+random rationals for N = 2..3 and every index value; a counterexample there
+ends the work at once (``refuted``).
+
 Verdicts: ``refuted`` as soon as a counterexample is found; ``proved`` when
 every identity reached zero by every route that applies and every
 :class:`Nonzero` has a witness; ``unproved`` otherwise, with the reason.
@@ -354,6 +358,34 @@ def _concrete_part(
     return expanded_ok, all(witnessed.values())
 
 
+#: Concrete sizes of the cheap first test (exact values at random points).
+SCREEN_N_MAX = 3
+
+
+def _screen(build: Builder, free: Sequence[str], n_max: int, claim_id: str) -> Check | None:
+    """Evaluate every identity at random rationals for N = 2..3: a failing check, or None.
+
+    The cheap first test: a false claim is usually refuted here, at every
+    index value, before the symbolic route and the full expansions run.
+    """
+    rng = random.Random(zlib.crc32(claim_id.encode()) + 1)
+    for n in range(2, min(SCREEN_N_MAX, n_max) + 1):
+        batch = ConcreteBatch(n)
+        for indices in _concrete_indices(free, n, False):
+            for item in build(batch, indices):
+                if not isinstance(item, Identity):
+                    continue
+                try:
+                    is_zero, point, value = _evaluate(item.lhs - item.rhs, rng, {})
+                except SumRuleError:
+                    continue  # the full checks report the refusal
+                if is_zero is False:
+                    text = (f"N={n}, {indices}: {item.label} - ({item.rhs}) = {value:.6g} "
+                            f"at {_point_text(point)}")
+                    return Check(f"rationals-N={n}", False, text)
+    return None
+
+
 def establish(
     claim_id: str,
     build: Builder,
@@ -411,6 +443,16 @@ def establish(
             "value at concrete N only"
         )
     start = time.perf_counter()
+    screened = _screen(build, free, n_max, claim_id)
+    if screened is not None:
+        return Proof(
+            claim_id=claim_id, verdict="refuted", symbolic_n=False,
+            methods=(f"rationals-N=2..{min(SCREEN_N_MAX, n_max)}",),
+            steps=(*preamble, Step("Counterexample (exact rationals, the cheap first test)",
+                                   None, screened.detail)),
+            checks=(screened,), seconds=time.perf_counter() - start,
+            reason=f"counterexample: {screened.detail}",
+        )
     rng = random.Random(zlib.crc32(claim_id.encode()))
     out = _Outcome(steps=list(preamble))
     symbolic_ok = False
