@@ -86,3 +86,20 @@ def test_a_failing_claims_file_leaves_the_registry_as_it_was(clean_registry, tmp
                                   ["prove", "--time-limit", "-1"]])
 def test_prove_usage_errors_exit_2(argv):
     assert main(argv) == 2
+
+
+def test_report_takes_claims_files(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    import bnproof.report
+
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before writing anything
+
+    monkeypatch.setattr(bnproof.report, "collect", fake)
+    assert main(["report", "--out", str(tmp_path / "r"), "--claims", str(EXAMPLE)]) == 130
+    assert seen["claims_files"] == [str(EXAMPLE)]
+    assert main(["report", "--out", str(tmp_path / "r"), "--claims", "missing.py"]) == 2
