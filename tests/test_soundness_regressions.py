@@ -88,3 +88,12 @@ def test_the_cheap_first_test_refutes_before_the_symbolic_route():
     assert proof.verdict == "refuted" and proof.reason.startswith("counterexample: N=2")
     assert calls["symbolic"] == 0  # the expensive routes never ran
     assert proof.methods == ("rationals-N=2..3",)
+
+
+def test_multi_index_items_have_readable_distinct_names():
+    from bnproof.symbolic import ConcreteBatch
+
+    batch = ConcreteBatch(3)
+    assert batch.item(x, (2, 3)).name == "x_{2,3}"
+    assert batch.item(x, (2, 3)) != batch.item(x, (3, 2))
+    assert batch.item(x, 2).name == "x_2"
