@@ -103,3 +103,17 @@ def test_report_takes_claims_files(monkeypatch, tmp_path):
     assert main(["report", "--out", str(tmp_path / "r"), "--claims", str(EXAMPLE)]) == 130
     assert seen["claims_files"] == [str(EXAMPLE)]
     assert main(["report", "--out", str(tmp_path / "r"), "--claims", "missing.py"]) == 2
+
+
+def test_a_claim_that_raises_is_unproved_with_the_reason(clean_registry, tmp_path):
+    broken = tmp_path / "broken_claim.py"
+    broken.write_text(
+        "from bnproof.symbolic import register_claim\n"
+        "def build(batch, indices):\n"
+        "    raise RuntimeError('no such model')\n"
+        "register_claim('broken-claim', 'Raises.', build, symbolic=False, replace=True)\n"
+    )
+    load_claims(broken)
+    proof, = prove_all(["broken-claim"], workers=2, modules=[str(broken)])
+    assert proof.verdict == "unproved"
+    assert "RuntimeError: no such model" in proof.reason
