@@ -17,3 +17,12 @@ def _seed_legacy_numpy():
 def rng():
     """A seeded ``numpy.random.Generator``."""
     return np.random.default_rng(SEED)
+
+
+@pytest.fixture(scope="session")
+def table_proofs():
+    """Every cell of the invariance table, proved once for the whole session."""
+    from bnproof.symbolic import cells, prove_all
+
+    ids = [cid for _, _, cid in cells()]
+    return {p.claim_id: p for p in prove_all(ids, workers=2)}

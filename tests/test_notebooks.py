@@ -30,6 +30,7 @@ NOTES = (
     "04-using-the-kernels.ipynb",
     "05-batch-norm-inside-pytorch.ipynb",
     "06-precise-statistics.ipynb",
+    "07-your-own-claim.ipynb",
 )
 
 #: Optional packages a note needs; without them its run is skipped.

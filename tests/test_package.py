@@ -71,15 +71,24 @@ def test_readme_python_examples_run():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks
+    from bnproof.symbolic._registry import _REGISTRY
+
     has_torch = importlib.util.find_spec("torch") is not None
-    for block in blocks:
-        if "import torch" in block and not has_torch:
-            continue  # PyTorch is an optional peer
-        namespace: dict = {}
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-        if "dx" in namespace:
-            kernels = namespace
+    registered = dict(_REGISTRY)  # the examples register a claim: leave no trace
+    kernels = None
+    try:
+        for block in blocks:
+            if "import torch" in block and not has_torch:
+                continue  # PyTorch is an optional peer
+            namespace: dict = {}
+            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+            if "dx" in namespace:
+                kernels = namespace
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(registered)
     # The kernels example's gradients have the input's shape and dtype.
+    assert kernels is not None
     namespace = kernels
     assert namespace["dx"].shape == namespace["x"].shape
     assert namespace["dx"].dtype == namespace["x"].dtype

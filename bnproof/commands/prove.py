@@ -8,7 +8,8 @@ import sys
 
 from . import UsageError
 
-HELP = "prove the batch-norm claims with SymPy (symbolic N, then N = 2..n-max)"
+HELP = ("prove the batch-norm claims, the invariance table and your own claims with SymPy "
+        "(symbolic N, then N = 2..n-max)")
 
 #: Default largest concrete batch size.
 DEFAULT_N_MAX = 8
@@ -16,6 +17,9 @@ DEFAULT_N_MAX = 8
 
 #: Largest --n-max: exact expansion at concrete N grows quickly with N.
 MAX_N_MAX = 16
+#: Groups of claims (``Claim.group``).
+GROUPS = ("catalogue", "family", "invariances", "user")
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``prove`` options to ``parser``."""
@@ -33,15 +37,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"concrete checks run for N = 2..N (default {DEFAULT_N_MAX}, 2..{MAX_N_MAX})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--claims",
+        action="append",
+        metavar="FILE.py",
+        help="a Python file that registers claims of your own (repeatable); they are "
+        "proved with the others",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=GROUPS,
+        help="prove only the claims of this group (repeatable): the batch-norm catalogue, "
+        "the rest of the normalization family, the invariance table, or claims registered "
+        "by --claims files",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="processes to prove claims in (default 1)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per claim; a claim still running then is reported unproved",
+    )
 
 
 def _table(rows: list[dict]) -> str:
-    header = ("claim", "verdict", "expected", "symbolic N", "methods", "seconds")
+    header = ("claim", "verdict", "expected", "condition", "symbolic N", "methods", "seconds")
     body = [
         (
             r["id"],
             r["verdict"],
             r["expected"],
+            r.get("condition") or "-",
             "yes" if r["symbolic_n"] else "no",
             ", ".join(r["methods"]),
             f"{r['seconds']:.2f}",
@@ -57,10 +91,27 @@ def _table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Prove the selected claims; 0 when each has its expected verdict, else 1."""
-    from bnproof.symbolic import CLAIMS, prove_all
+    if args.workers < 1 or args.workers > 64:
+        raise UsageError(f"--workers {args.workers} must be between 1 and 64")
+    if args.time_limit is not None and not 0 < args.time_limit < float("inf"):
+        raise UsageError(f"--time-limit {args.time_limit:g} must be a number of seconds > 0")
+    from pathlib import Path
 
+    files = [Path(f) for f in args.claims or ()]
+    for f in files:
+        if f.suffix != ".py" or not f.is_file():
+            raise UsageError(f"--claims {str(f)!r} must be an existing Python file (.py)")
+    from bnproof.symbolic import CLAIMS, load_claims, prove_all
+
+    for f in files:
+        try:
+            load_claims(f)
+        except Exception as exc:
+            raise UsageError(f"--claims {str(f)!r} failed to load: {type(exc).__name__}: "
+                             f"{exc}") from exc
     valid = ", ".join(CLAIMS)
-    ids = args.claim or list(CLAIMS)
+    groups = set(args.group or GROUPS)
+    ids = args.claim or [cid for cid, c in CLAIMS.items() if c.group in groups]
     unknown = [i for i in ids if i not in CLAIMS]
     if unknown:
         raise UsageError(f"unknown claim id(s) {', '.join(map(repr, unknown))}; valid: {valid}")
@@ -76,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r[{done}/{total}] {claim_id}".ljust(60), end="", file=sys.stderr)
 
-    proofs = prove_all(ids, n_max=args.n_max, progress=progress)
+    extra = {}
+    if args.workers > 1 or args.time_limit is not None:
+        extra = {"workers": args.workers, "time_limit": args.time_limit,
+                 "modules": [str(f) for f in files]}
+    proofs = prove_all(ids, n_max=args.n_max, progress=progress, **extra)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     rows = []

@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--open", action="store_true", help="open index.html in a web browser when done"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the experiments (default 0)")
+    parser.add_argument("--claims", action="append", metavar="FILE.py",
+                        help="a Python file registering claims of your own (repeatable)")
 
 
 class _Progress:
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         raise UsageError(f"--seed {args.seed} must be >= 0")
+    for f in args.claims or ():
+        if not f.endswith(".py") or not Path(f).is_file():
+            raise UsageError(f"--claims {f!r} must be an existing Python file (.py)")
     # Refuse a bad --out before minutes of work, not after.
     target = check_output_dir(args.out)
     try:
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from bnproof.report import collect, write_report
 
     progress = _Progress()
-    data = collect(quick=args.quick, seed=args.seed, progress=progress)
+    extra = {"claims_files": args.claims} if args.claims else {}
+    data = collect(quick=args.quick, seed=args.seed, progress=progress, **extra)
     progress("write", 0, 1, str(target))
     with atomic_output_dir(target) as tmp:
         write_report(data, tmp)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._invariances import invariance_data
+
 __all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
 
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
@@ -112,6 +114,8 @@ class ReportData:
         How each stage was run (batch sizes, offsets, steps, ``quick``).
     timings_seconds : dict
         Stage name -> wall time.
+    invariances : dict or None
+        The invariance table and its notes (:mod:`bnproof.report._invariances`).
 
     ``None`` for a stage means it was not run; the writers say so.
     """
@@ -125,6 +129,7 @@ class ReportData:
     seeds: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     timings_seconds: dict = field(default_factory=dict)
+    invariances: dict | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -194,12 +199,15 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
 _WORKER_POLL_SECONDS = 0.5
 
 
-def _prove_worker(n_max: int, queue) -> None:
+def _prove_worker(n_max: int, queue, modules=()) -> None:
     """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back."""
     import traceback
 
     try:
-        from bnproof.symbolic import prove_all
+        from bnproof.symbolic import load_claims, prove_all
+
+        for path in modules:  # a user's claims files (bnproof report --claims)
+            load_claims(path)
 
         start = time.perf_counter()
         proofs = prove_all(
@@ -219,7 +227,7 @@ class _Prover:
     numeric stages (Numba compilation, experiments, figures) on the other.
     """
 
-    def __init__(self, n_max: int, parallel: bool, report: Callable) -> None:
+    def __init__(self, n_max: int, parallel: bool, report: Callable, modules=()) -> None:
         self.n_max = n_max
         self.report = report
         self.outcome: tuple | None = None
@@ -231,8 +239,8 @@ class _Prover:
             ctx = multiprocessing.get_context("spawn")
             self.queue = ctx.Queue()
             self.process = ctx.Process(
-                target=_prove_worker, args=(n_max, self.queue), name="bnproof-proofs",
-                daemon=True,
+                target=_prove_worker, args=(n_max, self.queue, tuple(modules)),
+                name="bnproof-proofs", daemon=True,
             )
             self.process.start()
 
@@ -317,6 +325,7 @@ def collect(
     stages: Sequence[str] | None = None,
     progress: Progress | None = None,
     parallel: bool = True,
+    claims_files: Sequence[str] = (),
 ) -> ReportData:
     """Run the proofs and experiments and gather their results for the report.
 
@@ -336,6 +345,9 @@ def collect(
     parallel : bool, default True
         Run the proofs (SymPy, one core) in a separate process while this
         one runs the numeric stages; ``False`` runs everything here, in order.
+    claims_files : sequence of str, default ()
+        Files of user claims (:func:`bnproof.symbolic.load_claims`) proved
+        with the registry's own.
 
     Returns
     -------
@@ -390,12 +402,14 @@ def collect(
 
     claims: tuple[ClaimResult, ...] = ()
     if "proofs" in wanted:
-        from bnproof.symbolic import CLAIMS
+        from bnproof.symbolic import CLAIMS, load_claims
 
+        for path in claims_files:
+            load_claims(path)
         n_max = N_MAX_QUICK if quick else N_MAX
         settings["proofs"] = {"n_max": n_max, "separate_process": parallel}
         report("proofs", 0, len(CLAIMS))
-        prover = _Prover(n_max, parallel, report)
+        prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files])
 
     try:
         if prover is not None and not parallel:
@@ -482,5 +496,6 @@ def collect(
         seeds=seeds,
         settings=settings,
         timings_seconds={k: round(v, 3) for k, v in timings.items()},
+        invariances=invariance_data(claims),
     )
 

@@ -18,6 +18,7 @@ import sympy
 
 from . import _question
 from ._collect import FigureData, ReportData
+from ._invariances import invariance_blocks
 from ._mathml import is_latex_label
 
 __all__ = ["Block", "Figure", "Heading", "ItemList", "Math", "Para", "Table", "build"]
@@ -517,6 +518,7 @@ def build(data: ReportData) -> list[Block]:
         subtitle += " Quick run: smaller batches and fewer steps than the full report."
     blocks.append(text(subtitle))
     body = _question_section(data) + _claims_summary(data)
+    body += invariance_blocks(data.invariances)
     for result in data.claims:
         body += _claim_section(result)
     body += _crosscheck_section(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 
 import sympy
 from sympy import Derivative, Eq, IndexedBase, KroneckerDelta, Rational, Symbol
@@ -35,6 +34,7 @@ from ._models import (
     x,
 )
 from ._proof import Claim, Proof, Step
+from ._registry import CLAIMS, register
 
 __all__ = ["CLAIMS", "prove", "prove_all"]
 
@@ -309,7 +309,7 @@ def _claim(id, statement, latex, assumptions, build, *, free=(), expected="prove
     def prove_claim(n_max: int) -> Proof:
         return establish(
             id, build, free=free, n_max=n_max, symbolic=symbolic,
-            preamble=_definitions(model),
+            preamble=_definitions(model), symmetric=True,
         )
 
     return Claim(
@@ -326,141 +326,137 @@ def _claim(id, statement, latex, assumptions, build, *, free=(), expected="prove
 
 _TRAINING = ("N >= 2", "eps >= 0", "values not all equal when eps = 0")
 
-CLAIMS: Mapping[str, Claim] = MappingProxyType(
-    {
-        claim.id: claim
-        for claim in (
-            _claim(
-                "bias-cancels-train",
-                "In training mode a bias added before batch normalization has no effect: "
-                "dy_i/db = 0 for every i, for a symbolic batch size N and any eps >= 0.",
-                r"\frac{\partial y_i}{\partial b} = 0",
-                _TRAINING,
-                _bias_cancels(training),
-                free=("i",),
-                section="Ioffe & Szegedy (2015), section 3: the bias 'can be ignored'",
-            ),
-            _claim(
-                "bias-cancels-center-only",
-                "With centering alone (y_i = gamma (x_i - mean(x)) + beta) the bias cancels "
-                "too: dy_i/db = 0.",
-                r"\frac{\partial}{\partial b}\,\gamma\,(x_i - \mu) = 0",
-                ("N >= 1",),
-                _bias_cancels(center_only),
-                free=("i",),
-                model="center-only",
-                section="Section 2: xhat = x - E[x] with x = u + b",
-            ),
-            _claim(
-                "bias-survives-eval",
-                "With fixed running statistics (inference mode) the bias does not cancel: "
-                "dy_i/db = gamma / sqrt(running_var + eps), which is not 0 for gamma != 0.",
-                r"\frac{\partial y_i}{\partial b} = \frac{\gamma}{\sqrt{\sigma_R^2 + \epsilon}}"
-                r" \neq 0",
-                ("running_var + eps > 0", "gamma != 0"),
-                _bias_survives_eval,
-                free=("i",),
-                model="inference",
-                section="Section 3.1: the inference transform uses population statistics",
-            ),
-            _claim(
-                "loss-grad-bias-zero",
-                "For any loss L of the outputs, in training mode dL/db = sum_i dL/dx_i = 0.",
-                r"\frac{\partial L}{\partial b} = \sum_i \frac{\partial L}{\partial x_i} = 0",
-                _TRAINING + ("L any differentiable function of y_1..y_N",),
-                _loss_grad_bias_zero,
-                section="Section 3: the bias's role is subsumed by beta",
-            ),
-            _claim(
-                "backward-closed-form",
-                "The derived gradient equals the closed form dL/dx_j = (gamma/s)(g_j - mean(g)"
-                " - xhat_j mean(g xhat)); dL/dgamma = sum g xhat; dL/dbeta = sum g.",
-                r"\frac{\partial L}{\partial x_j} = \frac{\gamma}{s}\Big(g_j - \bar g - "
-                r"\hat x_j\,\overline{g \hat x}\Big)",
-                _TRAINING + ("g_i = dL/dy_i arbitrary", "s = sqrt(var + eps)"),
-                _backward_closed_form,
-                free=("j",),
-                section="Section 3, the chain rule below Algorithm 1",
-            ),
-            _claim(
-                "jacobian-form",
-                "dxhat_i/dx_j = (1/s)(delta_ij - 1/N - xhat_i xhat_j / N); the Jacobian is "
-                "symmetric, J 1 = 0, and J xhat = 0 holds at eps = 0 only.",
-                r"\frac{\partial \hat x_i}{\partial x_j} = \frac{1}{s}\Big(\delta_{ij} - "
-                r"\frac{1}{N} - \frac{\hat x_i \hat x_j}{N}\Big)",
-                _TRAINING,
-                _jacobian_form,
-                free=("i", "j"),
-                section="Section 3 (backward pass)",
-            ),
-            _claim(
-                "shift-invariance",
-                "Batch normalization ignores a common shift: BN(x + c) = BN(x) for any eps.",
-                r"\mathrm{BN}(x + c\,\mathbf{1}) = \mathrm{BN}(x)",
-                _TRAINING,
-                _shift_invariance,
-                free=("i",),
-                section="Section 2 and 3: why the bias cancels",
-            ),
-            _claim(
-                "scale-invariance",
-                "BN(a x) = BN(x) for a > 0 at eps = 0; for eps > 0 the residual is not zero.",
-                r"\mathrm{BN}_{\epsilon=0}(a x) = \mathrm{BN}_{\epsilon=0}(x),\ a > 0",
-                ("N >= 2", "a > 0", "values not all equal"),
-                _scale_invariance,
-                free=("i",),
-                section="Section 3.3: BN(Wu) = BN((aW)u)",
-            ),
-            _claim(
-                "outside-gradient-drift",
-                "A step that treats E[x] (and the scale) as constants changes b by a nonzero "
-                "Delta b, leaves every output unchanged, and so repeats: b_t = b_0 + t Delta b "
-                "with the loss fixed; the gradient through the statistics is 0.",
-                r"b_t = b_0 + t\,\Delta b,\quad y(b_t) = y(b_0)",
-                _TRAINING + ("eta > 0", "g_i = dL/dy_i depends on the outputs only"),
-                _outside_drift(training),
-                free=("i",),
-                section="Section 2: 'b will grow indefinitely while the loss remains fixed'",
-            ),
-            _claim(
-                "outside-gradient-drift-center-only",
-                "The same drift for section 2's own example, centering without scaling.",
-                r"\hat x = x - E[x]:\ b_t = b_0 + t\,\Delta b,\ y(b_t) = y(b_0)",
-                ("N >= 1", "eta > 0", "g_i = dL/dy_i depends on the outputs only"),
-                _outside_drift(center_only),
-                free=("i",),
-                model="center-only",
-                section="Section 2, the bias example",
-            ),
-            _claim(
-                "weight-grad-orthogonal",
-                "For x = U w feeding batch normalization at eps = 0, <w, grad_w L> = 0, hence "
-                "||w - eta grad||^2 = ||w||^2 + eta^2 ||grad||^2 under gradient descent.",
-                r"\langle w, \nabla_w L\rangle = 0,\quad \|w_{t+1}\|^2 = \|w_t\|^2 + "
-                r"\eta^2 \|\nabla_w L\|^2",
-                ("eps = 0", "values not all equal",
-                 "symbolic N and N = 2..n_max: <x, grad_x L> = 0, which equals <w, grad_w L> "
-                 f"by the chain rule; x = U w with w in R^{WEIGHT_DIM} expanded for "
-                 f"N <= {WEIGHT_N_MAX}"),
-                _weight_grad_orthogonal,
-                section="Section 3.3; Salimans & Kingma (2016); van Laarhoven (2017)",
-            ),
-            _claim(
-                "rms-bias-cancels",
-                "Negative control: under RMS normalization (no centering) the bias would "
-                "cancel, dy_i/db = 0. It does not; the engine must find a counterexample.",
-                r"\frac{\partial}{\partial b}\,\frac{\gamma x_i}{\sqrt{\overline{x^2} + "
-                r"\epsilon}} = 0",
-                ("N >= 2", "eps >= 0"),
-                _bias_cancels(rms),
-                free=("i",),
-                expected="refuted",
-                model="rms",
-                section="Control: without mean subtraction nothing absorbs b",
-            ),
-        )
-    }
-)
+for _c in (
+    _claim(
+        "bias-cancels-train",
+        "In training mode a bias added before batch normalization has no effect: "
+        "dy_i/db = 0 for every i, for a symbolic batch size N and any eps >= 0.",
+        r"\frac{\partial y_i}{\partial b} = 0",
+        _TRAINING,
+        _bias_cancels(training),
+        free=("i",),
+        section="Ioffe & Szegedy (2015), section 3: the bias 'can be ignored'",
+    ),
+    _claim(
+        "bias-cancels-center-only",
+        "With centering alone (y_i = gamma (x_i - mean(x)) + beta) the bias cancels "
+        "too: dy_i/db = 0.",
+        r"\frac{\partial}{\partial b}\,\gamma\,(x_i - \mu) = 0",
+        ("N >= 1",),
+        _bias_cancels(center_only),
+        free=("i",),
+        model="center-only",
+        section="Section 2: xhat = x - E[x] with x = u + b",
+    ),
+    _claim(
+        "bias-survives-eval",
+        "With fixed running statistics (inference mode) the bias does not cancel: "
+        "dy_i/db = gamma / sqrt(running_var + eps), which is not 0 for gamma != 0.",
+        r"\frac{\partial y_i}{\partial b} = \frac{\gamma}{\sqrt{\sigma_R^2 + \epsilon}}"
+        r" \neq 0",
+        ("running_var + eps > 0", "gamma != 0"),
+        _bias_survives_eval,
+        free=("i",),
+        model="inference",
+        section="Section 3.1: the inference transform uses population statistics",
+    ),
+    _claim(
+        "loss-grad-bias-zero",
+        "For any loss L of the outputs, in training mode dL/db = sum_i dL/dx_i = 0.",
+        r"\frac{\partial L}{\partial b} = \sum_i \frac{\partial L}{\partial x_i} = 0",
+        _TRAINING + ("L any differentiable function of y_1..y_N",),
+        _loss_grad_bias_zero,
+        section="Section 3: the bias's role is subsumed by beta",
+    ),
+    _claim(
+        "backward-closed-form",
+        "The derived gradient equals the closed form dL/dx_j = (gamma/s)(g_j - mean(g)"
+        " - xhat_j mean(g xhat)); dL/dgamma = sum g xhat; dL/dbeta = sum g.",
+        r"\frac{\partial L}{\partial x_j} = \frac{\gamma}{s}\Big(g_j - \bar g - "
+        r"\hat x_j\,\overline{g \hat x}\Big)",
+        _TRAINING + ("g_i = dL/dy_i arbitrary", "s = sqrt(var + eps)"),
+        _backward_closed_form,
+        free=("j",),
+        section="Section 3, the chain rule below Algorithm 1",
+    ),
+    _claim(
+        "jacobian-form",
+        "dxhat_i/dx_j = (1/s)(delta_ij - 1/N - xhat_i xhat_j / N); the Jacobian is "
+        "symmetric, J 1 = 0, and J xhat = 0 holds at eps = 0 only.",
+        r"\frac{\partial \hat x_i}{\partial x_j} = \frac{1}{s}\Big(\delta_{ij} - "
+        r"\frac{1}{N} - \frac{\hat x_i \hat x_j}{N}\Big)",
+        _TRAINING,
+        _jacobian_form,
+        free=("i", "j"),
+        section="Section 3 (backward pass)",
+    ),
+    _claim(
+        "shift-invariance",
+        "Batch normalization ignores a common shift: BN(x + c) = BN(x) for any eps.",
+        r"\mathrm{BN}(x + c\,\mathbf{1}) = \mathrm{BN}(x)",
+        _TRAINING,
+        _shift_invariance,
+        free=("i",),
+        section="Section 2 and 3: why the bias cancels",
+    ),
+    _claim(
+        "scale-invariance",
+        "BN(a x) = BN(x) for a > 0 at eps = 0; for eps > 0 the residual is not zero.",
+        r"\mathrm{BN}_{\epsilon=0}(a x) = \mathrm{BN}_{\epsilon=0}(x),\ a > 0",
+        ("N >= 2", "a > 0", "values not all equal"),
+        _scale_invariance,
+        free=("i",),
+        section="Section 3.3: BN(Wu) = BN((aW)u)",
+    ),
+    _claim(
+        "outside-gradient-drift",
+        "A step that treats E[x] (and the scale) as constants changes b by a nonzero "
+        "Delta b, leaves every output unchanged, and so repeats: b_t = b_0 + t Delta b "
+        "with the loss fixed; the gradient through the statistics is 0.",
+        r"b_t = b_0 + t\,\Delta b,\quad y(b_t) = y(b_0)",
+        _TRAINING + ("eta > 0", "g_i = dL/dy_i depends on the outputs only"),
+        _outside_drift(training),
+        free=("i",),
+        section="Section 2: 'b will grow indefinitely while the loss remains fixed'",
+    ),
+    _claim(
+        "outside-gradient-drift-center-only",
+        "The same drift for section 2's own example, centering without scaling.",
+        r"\hat x = x - E[x]:\ b_t = b_0 + t\,\Delta b,\ y(b_t) = y(b_0)",
+        ("N >= 1", "eta > 0", "g_i = dL/dy_i depends on the outputs only"),
+        _outside_drift(center_only),
+        free=("i",),
+        model="center-only",
+        section="Section 2, the bias example",
+    ),
+    _claim(
+        "weight-grad-orthogonal",
+        "For x = U w feeding batch normalization at eps = 0, <w, grad_w L> = 0, hence "
+        "||w - eta grad||^2 = ||w||^2 + eta^2 ||grad||^2 under gradient descent.",
+        r"\langle w, \nabla_w L\rangle = 0,\quad \|w_{t+1}\|^2 = \|w_t\|^2 + "
+        r"\eta^2 \|\nabla_w L\|^2",
+        ("eps = 0", "values not all equal",
+         "symbolic N and N = 2..n_max: <x, grad_x L> = 0, which equals <w, grad_w L> "
+         f"by the chain rule; x = U w with w in R^{WEIGHT_DIM} expanded for "
+         f"N <= {WEIGHT_N_MAX}"),
+        _weight_grad_orthogonal,
+        section="Section 3.3; Salimans & Kingma (2016); van Laarhoven (2017)",
+    ),
+    _claim(
+        "rms-bias-cancels",
+        "Negative control: under RMS normalization (no centering) the bias would "
+        "cancel, dy_i/db = 0. It does not; the engine must find a counterexample.",
+        r"\frac{\partial}{\partial b}\,\frac{\gamma x_i}{\sqrt{\overline{x^2} + "
+        r"\epsilon}} = 0",
+        ("N >= 2", "eps >= 0"),
+        _bias_cancels(rms),
+        free=("i",),
+        expected="refuted",
+        model="rms",
+        section="Control: without mean subtraction nothing absorbs b",
+    ),
+):
+    register(_c)
 
 
 def _check_n_max(n_max: object) -> int:
@@ -502,7 +498,13 @@ def prove(claim_id: str, n_max: int = 8) -> Proof:
 
 
 def prove_all(
-    ids: Sequence[str] | None = None, n_max: int = 8, progress=None
+    ids: Sequence[str] | None = None,
+    n_max: int = 8,
+    progress=None,
+    *,
+    workers: int = 1,
+    time_limit: float | None = None,
+    modules: Sequence[str] = (),
 ) -> list[Proof]:
     """Prove several claims (all by default), in registry order.
 
@@ -514,19 +516,34 @@ def prove_all(
         Concrete checks run for N = 2..n_max.
     progress : callable or None
         Called as ``progress(claim_id, done, total)`` after each claim.
+    workers : int, default 1
+        Processes to prove claims in (SymPy uses one core each).
+    time_limit : float or None
+        Seconds per claim; a claim still running then is stopped (its
+        worker process is terminated) and reported ``unproved`` with the
+        reason ``time limit``.
+    modules : sequence of str
+        User claim files that worker processes load first (claims that the
+        calling process registered by other means are not seen by workers).
 
     Returns
     -------
     list of Proof
+        In the order of ``ids``.
     """
     n_max = _check_n_max(n_max)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if time_limit is not None and not (isinstance(time_limit, (int, float))
+                                       and not isinstance(time_limit, bool)
+                                       and time_limit > 0):
+        raise ValueError(f"time_limit must be a number of seconds > 0 or None, got "
+                         f"{time_limit!r}")
     ids = list(CLAIMS) if ids is None else list(ids)
     unknown = [i for i in ids if i not in CLAIMS]
     if unknown:
         raise KeyError(f"unknown claim(s) {', '.join(unknown)}; valid ids: {', '.join(CLAIMS)}")
-    proofs = []
-    for done, claim_id in enumerate(ids, 1):
-        proofs.append(CLAIMS[claim_id].prove(n_max))
-        if progress is not None:
-            progress(claim_id, done, len(ids))
-    return proofs
+    from ._runner import run_claims
+
+    return run_claims(ids, n_max, workers=workers, time_limit=time_limit, modules=modules,
+                      progress=progress)

@@ -14,6 +14,10 @@ checks them
    evaluated exactly; a nonzero value is a counterexample. A
    :class:`Nonzero` needs an exact nonzero value (a witness) at some point.
 
+A cheap first test runs before all three: every identity is evaluated at
+random rationals for N = 2..3 and every index value; a counterexample there
+ends the work at once (``refuted``).
+
 Verdicts: ``refuted`` as soon as a counterexample is found; ``proved`` when
 every identity reached zero by every route that applies and every
 :class:`Nonzero` has a witness; ``unproved`` otherwise, with the reason.
@@ -21,6 +25,7 @@ every identity reached zero by every route that applies and every
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 import zlib
@@ -94,19 +99,50 @@ Item = Identity | Nonzero
 Builder = Callable[[Batch, Mapping[str, object]], Sequence[Item]]
 
 
-def _concrete_indices(free: Sequence[str], n: int) -> list[dict[str, int]]:
+#: Concrete sizes up to which every index value is checked, symmetric or not.
+FULL_INDEX_N = 3
+#: Symbolic free indices, in order (the symbolic route takes at most two).
+MAX_SYMBOLIC_FREE = 2
+
+
+def _representatives(k: int, n: int) -> list[tuple[int, ...]]:
+    """One index tuple per orbit of the permutations of ``1..n``.
+
+    Tuples in the same orbit have the same pattern of equal entries: the
+    patterns are the set partitions of the ``k`` positions into at most
+    ``n`` blocks (restricted growth strings), each block a distinct value.
+    """
+    out: list[tuple[int, ...]] = []
+
+    def grow(prefix: tuple[int, ...], used: int) -> None:
+        if len(prefix) == k:
+            out.append(tuple(v + 1 for v in prefix))
+            return
+        for v in range(min(used + 1, n)):
+            grow(prefix + (v,), max(used, v + 1))
+
+    grow((), 0)
+    return out
+
+
+def _concrete_indices(free: Sequence[str], n: int, symmetric: bool) -> list[dict[str, int]]:
     """Index values checked at concrete N.
 
-    The models are symmetric under permutations of the batch, so the first
-    and last index (one index), or an equal and a distinct pair (two
-    indices), represent every entry.
+    Every tuple of index values in ``1..n`` when ``n <= FULL_INDEX_N`` or the
+    claim does not declare symmetry; for a claim that declares itself
+    symmetric under permutations of the batch (its items at ``pi(i)`` are
+    its items at ``i`` with the data permuted by ``pi``), one tuple per
+    orbit beyond that. The declaration is checked where the full grid runs
+    (``N <= FULL_INDEX_N``): a claim that is false at some index value
+    there is refuted whatever it declares.
     """
     if not free:
         return [{}]
-    if len(free) == 1:
-        return [{free[0]: 1}, {free[0]: n}]
-    a, c = free
-    return [{a: 1, c: 1}, {a: 1, c: n}]
+    if symmetric and n > FULL_INDEX_N:
+        tuples = _representatives(len(free), n)
+    else:
+        tuples = list(itertools.product(range(1, n + 1), repeat=len(free)))
+    return [dict(zip(free, t, strict=True)) for t in tuples]
 
 
 def _random_value(symbol: sympy.Symbol, rng: random.Random) -> sympy.Rational:
@@ -160,7 +196,7 @@ def _evaluate(
         # s = 0): neither a counterexample nor a witness; draw another
     else:
         return None, point, float("nan")
-    is_zero = bool(vanishes(value).is_zero or abs(approx) < _NUMERIC_ZERO)
+    is_zero = bool(abs(approx) < _NUMERIC_ZERO or vanishes(value).is_zero)
     return is_zero, point, float(approx)
 
 
@@ -244,9 +280,19 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
 
 
 def _concrete_part(
-    build: Builder, free: Sequence[str], n_max: int, rng: random.Random, out: _Outcome
+    build: Builder,
+    free: Sequence[str],
+    n_max: int,
+    rng: random.Random,
+    out: _Outcome,
+    symmetric: bool = False,
 ) -> tuple[bool, bool]:
-    """Expand and evaluate at N = 2..n_max; return ``(expanded_ok, witnesses_ok)``."""
+    """Expand and evaluate at N = 2..n_max; return ``(expanded_ok, witnesses_ok)``.
+
+    Every identity is expanded and evaluated exactly at every tuple of
+    index values, except beyond ``FULL_INDEX_N`` for a claim that declares
+    permutation symmetry (one tuple per orbit there).
+    """
     expanded_ok = True
     witnessed: dict[int, bool] = {}
     shown: set[int] = set()
@@ -254,7 +300,7 @@ def _concrete_part(
         batch = ConcreteBatch(n)
         expand_pass, rational_pass = True, True
         details = []
-        for indices in _concrete_indices(free, n):
+        for indices in _concrete_indices(free, n, symmetric):
             for pos, item in enumerate(build(batch, indices)):
                 if isinstance(item, Identity):
                     diff = item.lhs - item.rhs
@@ -288,7 +334,6 @@ def _concrete_part(
                         except SumRuleError:
                             break
                         if is_zero is False:
-                            witnessed.setdefault(pos, False)
                             witnessed[pos] = True
                             if n == 2 and pos not in shown:
                                 shown.add(pos)
@@ -313,6 +358,34 @@ def _concrete_part(
     return expanded_ok, all(witnessed.values())
 
 
+#: Concrete sizes of the cheap first test (exact values at random points).
+SCREEN_N_MAX = 3
+
+
+def _screen(build: Builder, free: Sequence[str], n_max: int, claim_id: str) -> Check | None:
+    """Evaluate every identity at random rationals for N = 2..3: a failing check, or None.
+
+    The cheap first test: a false claim is usually refuted here, at every
+    index value, before the symbolic route and the full expansions run.
+    """
+    rng = random.Random(zlib.crc32(claim_id.encode()) + 1)
+    for n in range(2, min(SCREEN_N_MAX, n_max) + 1):
+        batch = ConcreteBatch(n)
+        for indices in _concrete_indices(free, n, False):
+            for item in build(batch, indices):
+                if not isinstance(item, Identity):
+                    continue
+                try:
+                    is_zero, point, value = _evaluate(item.lhs - item.rhs, rng, {})
+                except SumRuleError:
+                    continue  # the full checks report the refusal
+                if is_zero is False:
+                    text = (f"N={n}, {indices}: {item.label} - ({item.rhs}) = {value:.6g} "
+                            f"at {_point_text(point)}")
+                    return Check(f"rationals-N={n}", False, text)
+    return None
+
+
 def establish(
     claim_id: str,
     build: Builder,
@@ -321,6 +394,7 @@ def establish(
     n_max: int = 8,
     symbolic: bool = True,
     preamble: Sequence[Step] = (),
+    symmetric: bool = False,
 ) -> Proof:
     """Check a claim symbolically and at concrete N; return its :class:`Proof`.
 
@@ -340,14 +414,45 @@ def establish(
         Whether to attempt the symbolic-N route.
     preamble : sequence of Step
         Definitions shown before the derivation.
+    symmetric : bool, default False
+        Declares that the claim is symmetric under permutations of the
+        batch. Without it every tuple of index values is checked at every
+        concrete N; with it, every tuple up to N = ``FULL_INDEX_N`` (where a
+        false declaration shows as a counterexample) and one tuple per
+        orbit of the permutations beyond.
 
     Returns
     -------
     Proof
+
+    Raises
+    ------
+    ValueError
+        For more than two free indices with ``symbolic=True`` (the symbolic
+        route names them ``i`` and ``j``), or repeated index names.
     """
     from ._models import i, j
 
+    free = tuple(free)
+    if len(set(free)) != len(free) or not all(isinstance(f, str) for f in free):
+        raise ValueError(f"free must be distinct index names (str), got {free!r}")
+    if symbolic and len(free) > MAX_SYMBOLIC_FREE:
+        raise ValueError(
+            f"the symbolic-N route takes at most {MAX_SYMBOLIC_FREE} free indices (i, j), "
+            f"got {len(free)}: {', '.join(free)}; pass symbolic=False to check every index "
+            "value at concrete N only"
+        )
     start = time.perf_counter()
+    screened = _screen(build, free, n_max, claim_id)
+    if screened is not None:
+        return Proof(
+            claim_id=claim_id, verdict="refuted", symbolic_n=False,
+            methods=(f"rationals-N=2..{min(SCREEN_N_MAX, n_max)}",),
+            steps=(*preamble, Step("Counterexample (exact rationals, the cheap first test)",
+                                   None, screened.detail)),
+            checks=(screened,), seconds=time.perf_counter() - start,
+            reason=f"counterexample: {screened.detail}",
+        )
     rng = random.Random(zlib.crc32(claim_id.encode()))
     out = _Outcome(steps=list(preamble))
     symbolic_ok = False
@@ -361,7 +466,7 @@ def establish(
             )
         )
         methods.append("symbolic-N")
-    expanded_ok, witnessed_ok = _concrete_part(build, free, n_max, rng, out)
+    expanded_ok, witnessed_ok = _concrete_part(build, free, n_max, rng, out, symmetric)
     methods += [f"expand-N=2..{n_max}", f"rationals-N=2..{n_max}"]
     if out.counterexample:
         verdict, reason = "refuted", f"counterexample: {out.counterexample}"
@@ -378,7 +483,8 @@ def establish(
     return Proof(
         claim_id=claim_id,
         verdict=verdict,
-        symbolic_n=bool(symbolic and symbolic_ok),
+        # only a proof covers symbolic N; a refutation is a counterexample
+        symbolic_n=bool(verdict == "proved" and symbolic and symbolic_ok),
         methods=tuple(methods),
         steps=tuple(out.steps),
         checks=tuple(out.checks),

@@ -117,7 +117,9 @@ class ConcreteBatch:
         return range(1, self.size + 1)
 
     def item(self, base: IndexedBase, index: Index) -> sympy.Expr:
-        """Return the symbol ``<base>_<index>`` (e.g. ``x_3``)."""
+        """Return the symbol ``<base>_<index>`` (e.g. ``x_3``, or ``u_{2,3}`` for a tuple)."""
+        if isinstance(index, tuple):
+            return Symbol(f"{base.label}_{{{','.join(map(str, index))}}}", real=True)
         return Symbol(f"{base.label}_{index}", real=True)
 
     def total(self, term: Values, index: Symbol) -> sympy.Expr:

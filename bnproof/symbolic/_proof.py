@@ -69,8 +69,10 @@ class Proof:
         concrete check agreed; ``refuted`` when a counterexample was found;
         ``unproved`` when neither could be established (see ``reason``).
     symbolic_n : bool
-        Whether the symbolic part of the proof holds for a symbolic batch
-        size N (``False`` when only concrete N were covered).
+        Whether the claim is proved for a symbolic batch size N: ``True``
+        only for a ``proved`` verdict whose symbolic route reduced every
+        identity (``False`` when only concrete N were covered, and for
+        ``refuted`` and ``unproved``).
     methods : tuple of str
         The methods used, e.g. ``("symbolic-N", "expand-N=2..8",
         "rationals-N=2..8")``.
@@ -82,6 +84,9 @@ class Proof:
         Wall time of the proof.
     reason : str
         For ``unproved``: why; for ``refuted``: the counterexample.
+    condition : str
+        For a ``proved`` claim that holds only under a condition, the
+        condition (e.g. ``"eps = 0"``); empty otherwise.
     """
 
     claim_id: str
@@ -92,6 +97,7 @@ class Proof:
     checks: tuple[Check, ...] = ()
     seconds: float = 0.0
     reason: str = ""
+    condition: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -113,6 +119,7 @@ class Proof:
             "methods": list(self.methods),
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
+            "condition": self.condition,
             "checks": [
                 {"method": c.method, "passed": c.passed, "detail": c.detail} for c in self.checks
             ],
@@ -142,6 +149,15 @@ class Claim:
         Whether the proof is expected to cover a symbolic N.
     section : str
         Where the paper or the literature discusses the claim.
+    group : str
+        Which part of the catalogue it belongs to (``"catalogue"`` for the
+        batch-norm claims, ``"invariances"`` for the invariance table,
+        ``"user"`` for claims registered by a user module).
+    condition : str
+        The condition under which a ``proved`` claim is expected to hold
+        (e.g. ``"eps = 0"``); empty when none.
+    note : str
+        Remarks, e.g. where the result differs from a published table.
     """
 
     id: str
@@ -152,3 +168,6 @@ class Claim:
     prove: Callable[[int], Proof] = field(repr=False)
     symbolic_n_expected: bool = True
     section: str = ""
+    group: str = "catalogue"
+    condition: str = ""
+    note: str = ""

@@ -13,8 +13,11 @@ sums:
 2. *Constants*: ``Sum(c, (k, lo, hi)) = (hi - lo + 1) * c`` when ``c`` does
    not depend on ``k`` and ``hi - lo + 1 >= 0`` is known (otherwise refuse).
 3. *Sifting*: ``Sum(KroneckerDelta(j, k) * f(k), (k, lo, hi)) = f(j)``
-   provided ``lo <= j <= hi`` (and ``0`` when ``j``, ``lo`` and ``hi`` are
-   integers with ``j`` outside the range). The range of ``j`` must be declared (or be
+   provided ``j`` is an integer with ``lo <= j <= hi``; with an affine
+   offset, ``KroneckerDelta(j, k + s)`` sifts to ``f(j - s)`` when
+   ``j - s`` is an integer known to lie in ``[lo, hi]`` (convolutions);
+   and ``0`` when ``j``, ``lo`` and ``hi`` are integers with ``j`` outside
+   the range. The range of ``j`` must be declared (or be
    the range of an enclosing sum); otherwise the rule set refuses with
    :class:`SumRuleError` instead of guessing.
 4. *Idempotence*: ``KroneckerDelta(j, k)**n = KroneckerDelta(j, k)`` for
@@ -22,8 +25,17 @@ sums:
 5. *Renaming*: the summation index is a bound variable, so every remaining
    sum is given a canonical index (PR 15239: sums that differ only in the
    name of their index are then the same object). The canonical names
-   (``kappa_1``, ``kappa_2``, ...) are reserved: an input that uses one is
-   refused, since sifting would substitute it into a sum that binds it.
+   (``kappa_1``, ``kappa_2``, ...) are reserved: an input that uses one
+   other than as the canonical index of a sum (``kappa_d`` binding a
+   summand ``d - 1`` sums deep, as this module returns it) is refused,
+   since sifting would substitute it into a sum that binds it.
+
+6. *Interchange*: ``Sum_k c(k) Sum_q f(q, k) = Sum_q Sum_k c(k) f(q, k)``
+   for rectangular limits, applied when the range of ``k`` sorts before
+   that of ``q`` (never for two sums over the same range, so two sums are
+   never swapped back and forth): a sum over the D features of a weight
+   vector moves inside one over the N samples, where ``Sum_k U[n, k] w[k]``
+   becomes the moment it is in the model.
 
 Every sum must have ``hi - lo + 1 >= 0`` (known): for reversed limits SymPy
 follows Karr's convention (``Sum(f, (k, 3, 1)) = -f(2)``), under which
@@ -65,6 +77,21 @@ def _canonical_index(depth: int) -> Symbol:
     return Symbol(f"kappa_{depth}", integer=True)
 
 
+def _canonical_for(summand: sympy.Basic, k: Symbol) -> Symbol:
+    """Return the canonical index of a sum over ``k`` of ``summand``.
+
+    ``kappa_d`` for the smallest ``d`` past the nesting depth of the summand
+    that is neither free in it (an enclosing sum's index, after an
+    interchange) nor bound in it: renaming ``k`` to it captures nothing.
+    """
+    taken = (summand.free_symbols | {lim[0] for s in summand.atoms(Sum) for lim in s.limits})
+    taken.discard(k)
+    d = _depth(summand) + 1
+    while _canonical_index(d) in taken:
+        d += 1
+    return _canonical_index(d)
+
+
 def _depth(expr: sympy.Basic) -> int:
     """Return how deeply sums nest in ``expr`` (0 when it has none)."""
     if isinstance(expr, Sum):
@@ -72,14 +99,60 @@ def _depth(expr: sympy.Basic) -> int:
     return max((_depth(arg) for arg in expr.args), default=0)
 
 
+def _misused_reserved(expr: sympy.Basic) -> set[Symbol]:
+    """Reserved names used other than as a canonical index (free, or bound off-depth).
+
+    A sum whose index is ``kappa_d`` with a summand ``d - 1`` deep is what
+    :func:`reduce_sums` itself returns; the rules never rename an inner sum
+    to ``kappa_d`` there (inner sums are less deep), so reducing it again is
+    safe. Any other use of a reserved name could be captured by a renaming.
+    """
+    bad = {s for s in expr.free_symbols if _RESERVED.fullmatch(str(s))}
+    for total in expr.atoms(Sum):
+        names = {k for k, _, _ in total.limits if _RESERVED.fullmatch(str(k))}
+        k = total.limits[0][0]
+        if len(total.limits) == 1 and names == {_canonical_for(total.function, k)}:
+            continue  # the canonical form reduce_sums returns
+        bad |= names
+    return bad
+
+
 def _in_range(index: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr, ranges: Ranges) -> bool:
     """Whether ``lo <= index <= hi`` is known from the declared ranges."""
     if index.is_Integer and lo.is_Integer and hi.is_Integer:
         return bool(lo <= index <= hi)
+    if index.is_integer is not True:
+        # a declared range says lo <= index <= hi, not that index is one of
+        # the integers there (for q = 3/2 the delta is 0 for every k)
+        return False
     if index in ranges:
         ilo, ihi = ranges[index]
-        return sympy.simplify(ilo - lo) == 0 and sympy.simplify(ihi - hi) == 0
+        return _within(ilo, ihi, lo, hi)
+    # an affine index j + c (rule 3b): j in [ilo, ihi] puts it in [ilo + c, ihi + c]
+    known = [sym for sym in index.free_symbols if sym in ranges]
+    if len(known) == 1:
+        sym = known[0]
+        shift = sympy.expand(index - sym)
+        if sym not in shift.free_symbols and shift.is_integer:
+            ilo, ihi = ranges[sym]
+            return _within(ilo + shift, ihi + shift, lo, hi)
     return False
+
+
+def _within(ilo, ihi, lo, hi) -> bool:
+    """Whether ``[ilo, ihi]`` is known to lie in ``[lo, hi]``."""
+    low, high = sympy.simplify(ilo - lo), sympy.simplify(hi - ihi)
+    return bool(low.is_nonnegative) and bool(high.is_nonnegative)
+
+
+def _solve_affine(difference: sympy.Expr, k: Symbol) -> sympy.Expr | None:
+    """Solve ``difference = 0`` for ``k`` when it is ``+-k`` plus terms free of ``k``."""
+    difference = sympy.expand(difference)
+    coeff = difference.coeff(k)
+    rest = sympy.expand(difference - coeff * k)
+    if coeff not in (1, -1) or k in rest.free_symbols:
+        return None
+    return sympy.expand(-rest / coeff)
 
 
 def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | None:
@@ -97,14 +170,20 @@ def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | N
     if delta is None:
         return None
     left, right = delta.args
-    other = right if left == k else left if right == k else None
+    other = right if left == k else left if right == k else _solve_affine(left - right, k)
     if other is None or k in other.free_symbols:
         raise SumRuleError(
-            f"cannot sift {delta} over {k}: the delta must compare {k} with an "
-            f"expression free of {k}"
+            f"cannot sift {delta} over {k}: the delta must compare {k} (or {k} plus an "
+            f"integer offset) with an expression free of {k}"
         )
     if other.is_Integer and lo.is_Integer and hi.is_Integer and not lo <= other <= hi:
         return sympy.S.Zero  # the delta is 0 for every k in the range
+    if other.is_integer is not True:
+        raise SumRuleError(
+            f"cannot sift {delta} over {k}: {other} is not known to be an integer "
+            f"(KroneckerDelta({other}, {k}) is 0 for every integer {k} when {other} is "
+            "not one); declare it with integer=True"
+        )
     if not _in_range(other, lo, hi, ranges):
         raise SumRuleError(
             f"cannot sift {delta} over {k} in [{lo}, {hi}]: the range of {other} is "
@@ -136,11 +215,41 @@ def _sum_product(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.E
                 f"{length} is not known to be >= 0"
             )
         return coeff * length
+    swapped = _interchange(bound, k, lo, hi, ranges)
+    if swapped is not None:
+        return coeff * swapped
     summand = Mul(*bound)
-    canon = _canonical_index(_depth(summand) + 1)
-    if canon != k and canon in summand.free_symbols:
-        raise SumRuleError(f"reserved index name {canon} is used in {summand}")
+    canon = _canonical_for(summand, k)
     return coeff * Sum(summand.xreplace({k: canon}), (canon, lo, hi))
+
+
+def _interchange(bound: list, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | None:
+    """Rule 6: move a sum over a differently-sized range inside, or ``None``.
+
+    ``Sum_k c(k) Sum_q f(q, k) = Sum_q Sum_k c(k) f(q, k)`` for rectangular
+    limits of known lengths. Applied only when ``c(k)`` is not 1 and the
+    range of ``k`` sorts before that of ``q`` (a fixed order, so two sums
+    are never swapped back), e.g. a sum over the D features of a weight
+    vector moves inside one over the N samples of a batch.
+    """
+    inner = [f for f in bound if isinstance(f, Sum)]
+    others = [f for f in bound if not isinstance(f, Sum)]
+    if len(inner) != 1 or len(inner[0].limits) != 1 or not others:
+        return None
+    total = inner[0]
+    q, qlo, qhi = total.limits[0]
+    if sympy.default_sort_key((lo, hi)) >= sympy.default_sort_key((qlo, qhi)):
+        return None
+    rest = Mul(*others)
+    if (rest.has(Sum) or q == k or q in rest.free_symbols
+            or k in (qlo.free_symbols | qhi.free_symbols)
+            or not (qhi - qlo + 1).is_nonnegative):
+        return None
+    # a fresh outer index: its canonical name is given when the outer sum is
+    # reduced, so the inner sums are named as they would be anywhere else
+    fresh = Dummy(str(q), integer=True)
+    function = total.function.xreplace({q: fresh})
+    return _reduce(Sum(Sum(rest * function, (k, lo, hi)), (fresh, qlo, qhi)), ranges)
 
 
 def _reduce_sum(expr: Sum, ranges: Ranges) -> sympy.Expr:
@@ -212,8 +321,7 @@ def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
             raise TypeError(
                 f"ranges must map index symbols to (lower, upper); got {index!r}: {bounds!r}"
             )
-    symbols = expr.free_symbols | {limit[0] for s in expr.atoms(Sum) for limit in s.limits}
-    reserved = sorted(str(s) for s in symbols if _RESERVED.fullmatch(str(s)))
+    reserved = sorted(str(s) for s in _misused_reserved(expr))
     if reserved:
         raise SumRuleError(
             f"{', '.join(reserved)} is reserved for the canonical summation index; "
