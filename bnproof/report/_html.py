@@ -26,7 +26,8 @@ h3 { margin: 1.2rem 0 0.4rem; }
 blockquote { margin: 0.6rem 0; padding: 0.1rem 1rem; border-left: 4px solid #999;
              background: #f6f6f6; }
 h1 + p.note { margin-top: 0; }
-.answer { margin: 0.6rem 0; padding: 0.5rem 1rem; border-left: 4px solid #2a6ebb; background: #eef4fb; }
+.answer { margin: 0.6rem 0; padding: 0.5rem 1rem; border-left: 4px solid #2a6ebb;
+          background: #eef4fb; }
 .ok { color: #1b6e20; } .fail { color: #b00020; font-weight: bold; }
 .note { color: #555; font-size: 0.95em; }
 math { font-family: "Noto Sans Math", "STIX Two Math", "Latin Modern Math", math;
