@@ -292,6 +292,20 @@ class _Prover:
         self.queue.join_thread()
 
 
+def _drift_settings(quick: bool) -> dict:
+    """Return how the drift stage runs.
+
+    Always the experiment's quick plan (``bnproof drift --quick``), with fewer
+    steps and one float type when the report itself is quick.
+    """
+    return {
+        "scenarios": list(DRIFT_SCENARIOS),
+        "plan": "quick",
+        "steps": DRIFT_STEPS_QUICK if quick else None,
+        "dtypes": list(DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES),
+    }
+
+
 def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int >= 0, got {seed!r}")
@@ -434,8 +448,7 @@ def collect(
 
             steps = DRIFT_STEPS_QUICK if quick else None
             dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
-            settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps,
-                                 "dtypes": list(dtypes)}
+            settings["drift"] = _drift_settings(quick)
             seeds["drift"] = seed
             start = time.perf_counter()
             report("drift", 0, 1)
