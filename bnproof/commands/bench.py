@@ -114,6 +114,10 @@ def run(args) -> int:
     for name in args.case or []:
         if name not in names:
             raise UsageError(f"--case {name!r} is unknown; choose from {', '.join(names)}")
+    if not args.json:  # progress within a second: the first kernels may compile for a while
+        chosen = args.case or names
+        print(f"bench: {len(chosen)} case(s), {'quick' if args.quick else 'full'} run; "
+              "the first call loads or compiles the kernels", file=sys.stderr, flush=True)
     result = run_bench(quick=args.quick, repeats=repeats, cases=args.case, progress=progress)
     result["provenance"] = provenance()
     if args.json:

@@ -20,6 +20,9 @@ batch_norm_moments
     Per-channel ``(count, mean, m2)`` of a batch.
 merge_moments
     Exact merge of two :class:`Moments` records (Chan, Golub & LeVeque).
+kernels_cached
+    Whether the kernels are in Numba's disk cache (``False``: the next
+    calls compile, about a minute on a first run).
 """
 
 from ._batch_norm import batch_norm_backward as batch_norm_backward
@@ -27,11 +30,13 @@ from ._batch_norm import batch_norm_forward as batch_norm_forward
 from ._batch_norm import batch_norm_moments as batch_norm_moments
 from ._moments import Moments as Moments
 from ._moments import merge_moments as merge_moments
+from ._warm import kernels_cached as kernels_cached
 
 __all__ = [
     "Moments",
     "batch_norm_backward",
     "batch_norm_forward",
     "batch_norm_moments",
+    "kernels_cached",
     "merge_moments",
 ]

@@ -220,10 +220,16 @@ class _Prover:
     """
 
     def __init__(self, n_max: int, parallel: bool, report: Callable) -> None:
+        import threading
+
         self.n_max = n_max
         self.report = report
         self.outcome: tuple | None = None
         self.process = self.queue = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._forwarder = None
         if parallel:
             import multiprocessing
 
@@ -235,6 +241,24 @@ class _Prover:
                 daemon=True,
             )
             self.process.start()
+            # Forward the proofs' progress while this process is busy (a first
+            # run compiles kernels here for a minute without reporting).
+            self._forwarder = threading.Thread(target=self._forward, name="bnproof-proof-progress",
+                                               daemon=True)
+            self._forwarder.start()
+
+    def _forward(self) -> None:
+        while not self._stop.wait(_WORKER_POLL_SECONDS):
+            try:
+                self.poll()
+            except BaseException as exc:  # re-raised by result()
+                self._failure = exc
+                return
+
+    def _stop_forwarding(self) -> None:
+        self._stop.set()
+        if self._forwarder is not None:
+            self._forwarder.join()
 
     def _handle(self, message: tuple) -> None:
         if message[0] == "progress":
@@ -249,11 +273,12 @@ class _Prover:
         """Forward the worker's progress so far, without waiting."""
         import queue as queue_module
 
-        while self.queue is not None and self.outcome is None:
-            try:
-                self._handle(self.queue.get_nowait())
-            except queue_module.Empty:
-                return
+        with self._lock:
+            while self.queue is not None and self.outcome is None:
+                try:
+                    self._handle(self.queue.get_nowait())
+                except queue_module.Empty:
+                    return
 
     def result(self) -> tuple[list, float]:
         """Return ``(proofs, seconds)``, waiting for the worker if there is one."""
@@ -268,6 +293,9 @@ class _Prover:
             return proofs, time.perf_counter() - start
         import queue as queue_module
 
+        self._stop_forwarding()
+        if self._failure is not None:
+            raise self._failure
         while self.outcome is None:
             try:
                 self._handle(self.queue.get(timeout=_WORKER_POLL_SECONDS))
@@ -285,6 +313,7 @@ class _Prover:
         """Stop the worker if it is still running (error or interruption)."""
         if self.process is None:
             return
+        self._stop_forwarding()
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
@@ -389,9 +418,17 @@ def collect(
             f"progress must be a callable(stage, done, total, detail) or None, got {progress!r}"
         )
 
+    import threading
+
+    # The proofs' progress arrives from a second thread: one report at a time.
+    # (The lock is released before polling the prover, whose lock is always
+    # taken first.)
+    report_lock = threading.RLock()
+
     def report(stage: str, done: int, total: int, detail: str = "") -> None:
         if progress is not None:
-            progress(stage, done, total, detail)
+            with report_lock:
+                progress(stage, done, total, detail)
         if stage != "proofs" and prover is not None:
             prover.poll()
 
@@ -423,7 +460,12 @@ def collect(
             settings["cross-check"] = {"n_values": list(n_values)}
             seeds["cross-check"] = seed
             start = time.perf_counter()
-            report("cross-check", 0, 1)
+            from bnproof.kernels import kernels_cached
+
+            # A first run compiles the kernels here (about a minute on two
+            # cores); say so rather than sit silent.
+            report("cross-check", 0, 1,
+                   "" if kernels_cached() else "compiling kernels (first run only)")
             crosscheck = cross_check(n_values, seed=seed)
             report("cross-check", 1, 1)
             timings["cross-check"] = time.perf_counter() - start
