@@ -1,8 +1,8 @@
 """``bnproof drift``: outputs, exit codes, and nothing half-written on errors."""
 
 import json
-import re
 import os
+import re
 
 import pytest
 
