@@ -241,7 +241,8 @@ def _pdf_scales(tmp_path, data):
          "report.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:]
     log = (tmp_path / "report.log").read_text(encoding="latin-1")
-    return [float(v) for v in re.findall(r"bnproof-fitbox-scale ([0-9.]+)", log)]
+    return [float(line) / float(box) for line, box in
+              re.findall(r"bnproof-fitbox ([0-9.]+)pt ([0-9.]+)pt", log)]
 
 
 def _needs_pdflatex():

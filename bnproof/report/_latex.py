@@ -333,6 +333,8 @@ _PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{amsmath,amssymb}
 \usepackage{graphicx}
 \usepackage{array}
+% Scalable fonts where installed (Debian: lmodern), bitmaps otherwise.
+\IfFileExists{lmodern.sty}{\usepackage{lmodern}}{}
 \setlength{\parindent}{0pt}
 % Long identifiers (claim ids, module names) may stretch a line rather than overflow it.
 \sloppy
@@ -340,11 +342,12 @@ _PREAMBLE = r"""\documentclass[11pt]{article}
 \setcounter{MaxMatrixCols}{20}
 % Scale a box down to the line width only when it is wider (long formulas, wide tables).
 \newsavebox{\fitboxsave}
-% Each scaled box writes its scale to the log ("bnproof-fitbox-scale 0.87"), so
-% a test can check that nothing is shrunk below a readable size.
+% Each scaled box writes the line width and its own width to the log
+% ("bnproof-fitbox 455.2pt 520.1pt"), so a test can check that nothing is
+% shrunk below a readable size.
 \newcommand{\fitbox}[1]{\sbox{\fitboxsave}{#1}%
   \ifdim\wd\fitboxsave>\linewidth
-    \typeout{bnproof-fitbox-scale \fpeval{round(\linewidth/\wd\fitboxsave, 3)}
+    \typeout{bnproof-fitbox \the\linewidth\space\the\wd\fitboxsave\space
       line \the\inputlineno}%
     \resizebox{\linewidth}{!}{\usebox{\fitboxsave}}%
   \else\usebox{\fitboxsave}\fi}
