@@ -24,7 +24,7 @@ REASON: tuple[tuple[str, str], ...] = (
     ("Mean subtraction removes b, before the variance is even formed:",
      r"x_i - \mu = u_i + b - \frac{1}{N}\sum_{k=1}^{N} (u_k + b) = u_i - \bar{u}"),
     ("The variance is formed from what is left, so the output does not depend on b:",
-     r"\sigma^2 = \frac{1}{N}\sum_{k=1}^{N} (u_k - \bar{u})^2,\quad "
+     r"\sigma^2 = \frac{1}{N}\sum_{k=1}^{N} {(u_k - \bar{u})}^2,\quad "
      r"y_i = \gamma\,\frac{u_i - \bar{u}}{\sqrt{\sigma^2 + \epsilon}} + \beta"
      r"\quad\Rightarrow\quad \frac{\partial y_i}{\partial b} = 0"),
     ("A gradient step that holds \u03bc fixed sees \u2202y_i/\u2202b = \u03b3/s instead of 0, "
@@ -56,8 +56,8 @@ _MEAN_REMOVES_B = (
 )
 _VARIANCE_WITHOUT_B = (
     "The variance is built from these differences only, so it has no b either.",
-    r"\sigma^2 = \frac{1}{N}\sum_{k=1}^{N}(x_k - \mu)^2 = \frac{1}{N}\sum_{k=1}^{N}"
-    r"(u_k - \bar{u})^2",
+    r"\sigma^2 = \frac{1}{N}\sum_{k=1}^{N}{(x_k - \mu)}^2 = \frac{1}{N}\sum_{k=1}^{N}"
+    r"{(u_k - \bar{u})}^2",
 )
 _JACOBIAN = (
     "Differentiate x\u0302_i through \u03bc and s, with \u2202\u03bc/\u2202x_j = 1/N and "
