@@ -515,7 +515,13 @@ def collect(
         report("proofs", 0, len(CLAIMS))
         worker_accuracy = None
         if parallel and "accuracy" in wanted:
-            worker_accuracy = _accuracy_arguments(quick, seed)
+            from bnproof.kernels import kernels_cached
+
+            # On a first run both processes compile kernels (the accuracy
+            # experiment's float32 ones in the proofs' process). Once they are
+            # cached, the proofs are the longer path: the accuracy runs here.
+            if not kernels_cached():
+                worker_accuracy = _accuracy_arguments(quick, seed)
         prover = _Prover(n_max, parallel, report, worker_accuracy)
 
     try:
