@@ -150,3 +150,99 @@ def test_the_current_folder_and_its_parents_are_refused(tmp_path, monkeypatch):
     for path in (".", "..", str(tmp_path / "out")):
         with pytest.raises(OutputDirError, match="current folder or contains it"):
             check_output_dir(path)
+
+
+def _busy_rename(monkeypatch, busy):
+    """Make ``os.rename`` of the folders in ``busy`` fail as a mount point's does."""
+    import errno
+
+    from bnproof import _atomic
+
+    real = os.rename
+
+    def rename(src, dst, *args, **kwargs):
+        if os.fspath(src) in {os.fspath(p) for p in busy}:
+            raise OSError(errno.EBUSY, "Device or resource busy", os.fspath(src))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(_atomic.os, "rename", rename)
+
+
+def test_a_folder_that_cannot_be_renamed_is_written_in_place(tmp_path, monkeypatch):
+    # a mount point (a container volume) refuses rename with EBUSY; the
+    # report used to fail there with a traceback after all the work
+    out = _write(tmp_path / "out", "old")
+    (out / "stale.txt").write_text("from the earlier run")
+    inode = out.stat().st_ino
+    _busy_rename(monkeypatch, [out])
+    with atomic_output_dir(out) as tmp:
+        (tmp / "result.txt").write_text("new")
+    assert out.stat().st_ino == inode, "the folder itself stays (it is a mount point)"
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "result.txt"]
+    assert (out / "result.txt").read_text() == "new"
+    assert _siblings(out) == ["out"]
+
+
+def test_in_place_failure_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    out = _write(tmp_path / "out", "old")
+    _busy_rename(monkeypatch, [out])
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "result.txt"]
+    assert (out / "result.txt").read_text() == "old"
+
+
+def test_mount_point_is_written_in_place(tmp_path, monkeypatch):
+    # the same decision made up front: a mount point is staged inside itself
+    from bnproof import _atomic
+
+    out = tmp_path / "vol"
+    out.mkdir()
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(_atomic.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(out)
+                        or real_ismount(p))
+    with atomic_output_dir(out) as tmp:
+        assert tmp.parent == out
+        (tmp / "result.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "result.txt"]
+    assert _siblings(out) == ["vol"]
+
+
+def test_real_tmpfs_mount_point(tmp_path):
+    import subprocess
+
+    out = tmp_path / "m"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(out)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        for text in ("first", "second"):
+            with atomic_output_dir(out) as tmp:
+                (tmp / "result.txt").write_text(text)
+        assert sorted(p.name for p in out.iterdir()) == [MARKER, "result.txt"]
+        assert (out / "result.txt").read_text() == "second"
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+
+
+def test_folders_and_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = _write(tmp_path / "out", "x")
+    finally:
+        os.umask(old)
+    # mkdtemp made 0700 folders, unreadable to a web server or a colleague
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "result.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_leftovers_of_a_killed_in_place_run_are_ours(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".bnproof-new-dead").mkdir()
+    with atomic_output_dir(out) as tmp:
+        (tmp / "result.txt").write_text("new")
+    assert (out / "result.txt").exists()

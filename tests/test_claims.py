@@ -73,7 +73,10 @@ def test_rms_negative_control_finds_a_counterexample(proofs):
     proof = proofs["rms-bias-cancels"]
     assert proof.verdict == "refuted"
     assert not proof.symbolic_n
-    assert proof.reason.startswith("counterexample: N=2")
+    assert proof.reason.startswith("counterexample: N = 2")
+    # readable notation, not SymPy's repr or a dict of indices
+    assert "dy[1]/db" in proof.reason
+    assert "Derivative(" not in proof.reason and "{'" not in proof.reason
     assert any(not c.passed for c in proof.checks if c.method.startswith("rationals"))
 
 

@@ -6,6 +6,7 @@ anything written to stderr (warnings included). The negative controls check
 that the runner and the output check do fail when they should.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,12 @@ CELL_TIMEOUT_SECONDS = 300
 
 #: Seconds to wait for the kernel to start (imports of ipykernel only).
 STARTUP_TIMEOUT_SECONDS = 120
+
+
+def _executed_copy(path: Path) -> bool:
+    """Whether ``path`` is an executed copy (``jupyter nbconvert --execute`` writes
+    ``<note>.nbconvert.ipynb``); git ignores those, and so do these tests."""
+    return path.name.endswith(".nbconvert.ipynb")
 
 
 class _ThisInterpreter(KernelManager):
@@ -112,7 +119,7 @@ def _read(name: str):
 
 
 def test_the_notes_are_exactly_the_listed_ones():
-    on_disk = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    on_disk = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb") if not _executed_copy(p))
     assert on_disk == sorted(NOTES)
     readme = (NOTEBOOKS_DIR / "README.md").read_text(encoding="utf-8")
     for name in NOTES:
@@ -196,3 +203,23 @@ def test_runner_uses_this_interpreter(tmp_path):
     assert Path(stdout.strip()) == Path(sys.executable)
     # Negative control for the stderr check: a warning is seen.
     assert "shown on stderr" in _stderr_text(nb)
+
+
+def test_an_executed_copy_is_ignored_by_git_and_by_these_tests():
+    import subprocess
+
+    copy = NOTEBOOKS_DIR / "01-bias-before-batch-norm.nbconvert.ipynb"
+    assert _executed_copy(copy) and not _executed_copy(NOTEBOOKS_DIR / NOTES[0])
+    if (ROOT / ".git").exists():
+        proc = subprocess.run(["git", "check-ignore", "-q", str(copy)], cwd=ROOT)
+        assert proc.returncode == 0, "executed copies are not git-ignored"
+
+
+def test_the_notebooks_extra_runs_nbconvert():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["notebooks"]
+    names = {re.split(r"[<>=\[; ]", spec, maxsplit=1)[0].lower() for spec in extra}
+    # `jupyter nbconvert --execute` needs the jupyter command and nbconvert
+    assert {"nbconvert", "jupyter-core", "nbclient", "ipykernel"} <= names

@@ -66,3 +66,33 @@ def test_a_failing_proof_worker_is_reported_not_swallowed():
 def test_parallel_must_be_a_bool():
     with pytest.raises(TypeError, match="parallel must be True or False"):
         collect(parallel="no")
+
+
+@pytest.mark.slow
+def test_on_a_first_run_the_accuracy_runs_in_the_proofs_process(monkeypatch):
+    # cold cache: both processes compile kernels, so the accuracy experiment
+    # (float32 kernels) moves to the proofs' process; its results are the same
+    import bnproof.kernels
+    from bnproof.experiments.accuracy import accuracy_vs_offset
+    from bnproof.report import _collect
+
+    monkeypatch.setattr(bnproof.kernels, "kernels_cached", lambda: False)
+    seen = []
+    data = collect(quick=True, seed=1, stages=("proofs", "accuracy"),
+                   progress=lambda *args: seen.append(args))
+    assert ("accuracy", 0, 1, "in the proofs' process") in seen
+    assert data.settings["accuracy"]["separate_process"] is True
+    assert data.claims and all(c.as_expected for c in data.claims)
+    direct = accuracy_vs_offset(list(_collect.ACCURACY_OFFSETS_QUICK),
+                                shape=_collect.ACCURACY_SHAPE_QUICK, std=1.0, seed=1)
+    assert data.accuracy["rows"] == direct["rows"]
+
+
+def test_with_warm_kernels_the_accuracy_runs_here(monkeypatch):
+    import bnproof.kernels
+
+    monkeypatch.setattr(bnproof.kernels, "kernels_cached", lambda: True)
+    seen = []
+    data = collect(quick=True, seed=1, stages=("accuracy",), parallel=True,
+                   progress=lambda *args: seen.append(args))
+    assert ("accuracy", 0, 1, "") in seen and data.settings["accuracy"]["separate_process"] is False

@@ -165,6 +165,10 @@ def run(args) -> int:
 
         if importlib.util.find_spec("torch") is None:
             raise UsageError(f"--case {wanted[0]!r} needs PyTorch (pip install torch)")
+    if not args.json:  # progress within a second: the first kernels may compile for a while
+        chosen = args.case or names
+        print(f"bench: {len(chosen)} case(s), {'quick' if args.quick else 'full'} run; "
+              "the first call loads or compiles the kernels", file=sys.stderr, flush=True)
     result = run_bench(quick=args.quick, repeats=repeats, cases=args.case, progress=progress)
     result["provenance"] = provenance()
     if args.json:

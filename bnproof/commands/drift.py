@@ -115,6 +115,27 @@ class _ProgressBar:
             sys.stderr.flush()
 
 
+class _Lines:
+    """Progress as plain lines on stderr (not a terminal): each stage, then every few seconds."""
+
+    EVERY_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.stage = None
+        self.printed = -math.inf
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != self.stage or done == total or now - self.printed >= self.EVERY_SECONDS:
+            print(f"[{now - self.start:6.1f}s] {stage} {done}/{total}", file=sys.stderr,
+                  flush=True)
+            self.stage, self.printed = stage, now
+
+    def close(self) -> None:
+        pass
+
+
 def _json_safe(value):
     """Replace non-finite floats by ``None`` (JSON has no NaN or infinity)."""
     if isinstance(value, dict):
@@ -168,28 +189,30 @@ def run(args: argparse.Namespace) -> int:
     scenarios, dtypes = _check_args(args)
     # Refuse a bad --out before a minute of work, not after.
     target = check_output_dir(args.out)
-    try:
-        import matplotlib  # noqa: F401
-        import sklearn  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise UsageError(
-            f"bnproof drift needs {exc.name}; install the report extra: "
-            "pip install 'bnproof[report]'"
-        ) from None
+    import importlib.util
 
+    # Check the report extra is installed without importing it (seconds).
+    for name in ("matplotlib", "sklearn"):
+        if importlib.util.find_spec(name) is None:
+            raise UsageError(
+                f"bnproof drift needs {name}; install the report extra: "
+                "pip install 'bnproof[report]'"
+            )
+
+    start = time.perf_counter()
+    bar = _ProgressBar() if sys.stderr.isatty() else _Lines()
+    # Progress within a second, before NumPy, Numba and the data set load.
+    bar("starting", 0, len(scenarios))
     from bnproof.experiments.drift import run_drift
     from bnproof.plots import drift_figures
 
-    start = time.perf_counter()
-    bar = _ProgressBar() if sys.stderr.isatty() else None
     try:
         result = run_drift(
             scenarios, steps=args.steps, lr=args.lr, seed=args.seed, dtypes=dtypes,
             quick=args.quick, progress=bar,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     result = _json_safe(result)
     figures = drift_figures(result)
     files = ["results.json"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from . import UsageError
+from ._claim_ids import CLAIM_IDS
 
 HELP = ("prove the batch-norm claims, the invariance table and your own claims with SymPy "
         "(symbolic N, then N = 2..n-max)")
@@ -19,6 +21,7 @@ DEFAULT_N_MAX = 8
 MAX_N_MAX = 16
 #: Groups of claims (``Claim.group``).
 GROUPS = ("catalogue", "family", "invariances", "user")
+
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +92,14 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _refuse_unknown(ids, valid: tuple[str, ...]) -> None:
+    unknown = [i for i in ids if i not in valid]
+    if unknown:
+        raise UsageError(
+            f"unknown claim id(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Prove the selected claims; 0 when each has its expected verdict, else 1."""
     if args.workers < 1 or args.workers > 64:
@@ -101,6 +112,27 @@ def run(args: argparse.Namespace) -> int:
     for f in files:
         if f.suffix != ".py" or not f.is_file():
             raise UsageError(f"--claims {str(f)!r} must be an existing Python file (.py)")
+    if not files:  # only the built-in claims: refuse a bad id before SymPy loads
+        _refuse_unknown(args.claim or [], CLAIM_IDS)
+    if args.n_max < 2:
+        raise UsageError(f"--n-max {args.n_max} is too small: concrete checks need N >= 2")
+    if args.n_max > MAX_N_MAX:
+        raise UsageError(
+            f"--n-max {args.n_max} is too large: the full expansion grows with N, and "
+            f"N = 2..{MAX_N_MAX} takes minutes already (use at most {MAX_N_MAX})"
+        )
+    start = time.perf_counter()
+    tty = sys.stderr.isatty()
+
+    def say(text: str) -> None:
+        line = f"[{time.perf_counter() - start:5.1f}s] {text}"
+        if tty:
+            print("\r" + line.ljust(70), end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    # Progress within a second: importing SymPy alone takes about that long.
+    say("loading SymPy and the claims")
     from bnproof.symbolic import CLAIMS, load_claims, prove_all
 
     for f in files:
@@ -109,30 +141,20 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise UsageError(f"--claims {str(f)!r} failed to load: {type(exc).__name__}: "
                              f"{exc}") from exc
-    valid = ", ".join(CLAIMS)
     groups = set(args.group or GROUPS)
     ids = args.claim or [cid for cid, c in CLAIMS.items() if c.group in groups]
-    unknown = [i for i in ids if i not in CLAIMS]
-    if unknown:
-        raise UsageError(f"unknown claim id(s) {', '.join(map(repr, unknown))}; valid: {valid}")
-    if args.n_max < 2:
-        raise UsageError(f"--n-max {args.n_max} is too small: concrete checks need N >= 2")
-    if args.n_max > MAX_N_MAX:
-        raise UsageError(
-            f"--n-max {args.n_max} is too large: the full expansion grows with N, and "
-            f"N = 2..{MAX_N_MAX} takes minutes already (use at most {MAX_N_MAX})"
-        )
+    _refuse_unknown(ids, tuple(CLAIMS))
+    say(f"proving {len(ids)} claim(s) for symbolic N, then N = 2..{args.n_max}")
 
     def progress(claim_id: str, done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r[{done}/{total}] {claim_id}".ljust(60), end="", file=sys.stderr)
+        say(f"{done}/{total} {claim_id}")
 
     extra = {}
     if args.workers > 1 or args.time_limit is not None:
         extra = {"workers": args.workers, "time_limit": args.time_limit,
                  "modules": [str(f) for f in files]}
     proofs = prove_all(ids, n_max=args.n_max, progress=progress, **extra)
-    if sys.stderr.isatty():
+    if tty:
         print(file=sys.stderr)
     rows = []
     for proof in proofs:

@@ -38,19 +38,65 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 class _Progress:
-    """Print one line per stage step on stderr, with elapsed seconds."""
+    """Print one line per stage step on stderr, with elapsed seconds.
+
+    Lines may come from two threads (the proofs' progress is forwarded from a
+    second process); a lock keeps them whole. While nothing new happens for
+    :data:`HEARTBEAT_SECONDS`, the current step is repeated with the time, so
+    a long step (Numba compiling the kernels on a first run) never looks hung.
+    """
+
+    HEARTBEAT_SECONDS = 10.0
 
     def __init__(self) -> None:
+        import threading
+
         self.start = time.perf_counter()
         self.last: tuple[str, int] | None = None
+        self.line = ""
+        self.printed = self.start
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._heartbeat, name="bnproof-heartbeat",
+                                       daemon=True)
+        self.thread.start()
+
+    def _print(self, text: str) -> None:
+        now = time.perf_counter()
+        print(f"[{now - self.start:6.1f}s] {text}", file=sys.stderr, flush=True)
+        self.printed = now
 
     def __call__(self, stage: str, done: int, total: int, detail: str = "") -> None:
-        if (stage, done) == self.last:
-            return
-        self.last = (stage, done)
-        elapsed = time.perf_counter() - self.start
-        extra = f" {detail}" if detail else ""
-        print(f"[{elapsed:6.1f}s] {stage} {done}/{total}{extra}", file=sys.stderr, flush=True)
+        with self.lock:
+            if (stage, done) == self.last and not detail:
+                return
+            self.last = (stage, done)
+            extra = f" {detail}" if detail else ""
+            self.line = f"{stage} {done}/{total}{extra}"
+            self._print(self.line)
+
+    def _heartbeat(self) -> None:
+        while not self.stopped.wait(1.0):
+            with self.lock:
+                if self.line and time.perf_counter() - self.printed >= self.HEARTBEAT_SECONDS:
+                    self._print(f"{self.line} (still working)")
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def _open_in_browser(index: Path) -> None:
+    """Open ``index`` in a web browser, or say plainly that none could be started."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(index.as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        print(f"bnproof report: could not open a web browser here; open {index} in one",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     Returns 0 when every claim reached its expected verdict and every
     cross-check passed, 1 otherwise (the report is written either way).
     """
+    import importlib.util
+
     from bnproof._atomic import check_output_dir
 
     if args.seed < 0:
@@ -68,25 +116,29 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--claims {f!r} must be an existing Python file (.py)")
     # Refuse a bad --out before minutes of work, not after.
     target = check_output_dir(args.out)
-    try:
-        import matplotlib  # noqa: F401
-        import sklearn  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise UsageError(
-            f"the report needs {exc.name}; install the report extra: pip install 'bnproof[report]'"
-        ) from None
-
-    from bnproof._atomic import atomic_output_dir
-    from bnproof.report import collect, write_report
+    # Check the report extra is installed without importing it (seconds).
+    for name in ("matplotlib", "sklearn"):
+        if importlib.util.find_spec(name) is None:
+            raise UsageError(
+                f"the report needs {name}; install the report extra: "
+                "pip install 'bnproof[report]'"
+            )
 
     progress = _Progress()
-    extra = {"claims_files": args.claims} if args.claims else {}
-    data = collect(quick=args.quick, seed=args.seed, progress=progress, **extra)
-    progress("write", 0, 1, str(target))
-    with atomic_output_dir(target) as tmp:
-        write_report(data, tmp)
-    elapsed = time.perf_counter() - progress.start
-    progress("write", 1, 1)
+    try:
+        progress("start", 0, 1, f"proofs in a second process, experiments here -> {target}/")
+        from bnproof._atomic import atomic_output_dir
+        from bnproof.report import collect, write_report
+
+        extra = {"claims_files": args.claims} if args.claims else {}
+        data = collect(quick=args.quick, seed=args.seed, progress=progress, **extra)
+        progress("write", 0, 1, str(target))
+        with atomic_output_dir(target) as tmp:
+            write_report(data, tmp)
+        elapsed = time.perf_counter() - progress.start
+        progress("write", 1, 1)
+    finally:
+        progress.close()
 
     index = Path(target) / "index.html"
     print(f"report written to {target}/ in {elapsed:.1f} s: index.html, report.md, report.tex")
@@ -94,7 +146,5 @@ def run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"bnproof report: {failure}", file=sys.stderr)
     if args.open:
-        import webbrowser
-
-        webbrowser.open(index.as_uri())
+        _open_in_browser(index)
     return 1 if failures else 0

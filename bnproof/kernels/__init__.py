@@ -23,6 +23,9 @@ dask_moments
     needs the ``dask`` extra).
 merge_moments
     Exact merge of two :class:`Moments` records (Chan, Golub & LeVeque).
+kernels_cached
+    Whether the kernels are in Numba's disk cache (``False``: the next
+    calls compile, about a minute on a first run).
 """
 
 from ._batch_norm import batch_norm_backward as batch_norm_backward
@@ -31,6 +34,7 @@ from ._batch_norm import batch_norm_moments as batch_norm_moments
 from ._dask import dask_moments as dask_moments
 from ._moments import Moments as Moments
 from ._moments import merge_moments as merge_moments
+from ._warm import kernels_cached as kernels_cached
 
 __all__ = [
     "Moments",
@@ -38,5 +42,6 @@ __all__ = [
     "batch_norm_forward",
     "batch_norm_moments",
     "dask_moments",
+    "kernels_cached",
     "merge_moments",
 ]

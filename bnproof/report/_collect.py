@@ -18,7 +18,8 @@ from ._invariances import invariance_data
 __all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
 
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
-#: except that with ``parallel`` the proofs run alongside the others.
+#: except that with ``parallel`` the proofs, then the accuracy experiment, run
+#: in a second process alongside the others.
 STAGES = ("proofs", "cross-check", "accuracy", "drift", "figures")
 
 #: Largest batch size of the concrete checks of each proof (the default of
@@ -199,8 +200,16 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
 _WORKER_POLL_SECONDS = 0.5
 
 
-def _prove_worker(n_max: int, queue, modules=()) -> None:
-    """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back."""
+def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None) -> None:
+    """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back.
+
+    ``modules`` are a user's claims files (``bnproof report --claims``),
+    loaded first. With ``accuracy`` (keyword arguments of
+    :func:`bnproof.experiments.accuracy.accuracy_vs_offset`), run that
+    experiment next, in this process: its float32 kernels then compile here
+    while the main process compiles and runs the others, so a first run
+    keeps both cores busy.
+    """
     import traceback
 
     try:
@@ -213,7 +222,17 @@ def _prove_worker(n_max: int, queue, modules=()) -> None:
         proofs = prove_all(
             n_max=n_max, progress=lambda cid, done, total: queue.put(("progress", cid, done, total))
         )
-        queue.put(("done", proofs, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        if accuracy is not None:
+            # before sending the proofs: pickling SymPy's trees takes seconds,
+            # and the main process needs these results first (for a figure)
+            from bnproof.experiments.accuracy import accuracy_vs_offset
+
+            queue.put(("accuracy-start",))
+            start = time.perf_counter()
+            result = accuracy_vs_offset(**accuracy)
+            queue.put(("accuracy", result, time.perf_counter() - start))
+        queue.put(("done", proofs, seconds))
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # reported to the parent, which re-raises
@@ -227,11 +246,23 @@ class _Prover:
     numeric stages (Numba compilation, experiments, figures) on the other.
     """
 
-    def __init__(self, n_max: int, parallel: bool, report: Callable, modules=()) -> None:
+    def __init__(self, n_max: int, parallel: bool, report: Callable, modules=(),
+                 accuracy: dict | None = None) -> None:
+        import threading
+
         self.n_max = n_max
         self.report = report
         self.outcome: tuple | None = None
+        #: ``(result, seconds)`` of the accuracy experiment run by the worker.
+        self.accuracy: tuple | None = None
+        self.runs_accuracy = parallel and accuracy is not None
         self.process = self.queue = None
+        # re-entrant: handling a message reports progress, which may poll again
+        self._lock = threading.RLock()
+        self._polling = False
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._forwarder = None
         if parallel:
             import multiprocessing
 
@@ -239,10 +270,28 @@ class _Prover:
             ctx = multiprocessing.get_context("spawn")
             self.queue = ctx.Queue()
             self.process = ctx.Process(
-                target=_prove_worker, args=(n_max, self.queue, tuple(modules)),
+                target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy),
                 name="bnproof-proofs", daemon=True,
             )
             self.process.start()
+            # Forward the proofs' progress while this process is busy (a first
+            # run compiles kernels here for a minute without reporting).
+            self._forwarder = threading.Thread(target=self._forward, name="bnproof-proof-progress",
+                                               daemon=True)
+            self._forwarder.start()
+
+    def _forward(self) -> None:
+        while not self._stop.wait(_WORKER_POLL_SECONDS):
+            try:
+                self.poll()
+            except BaseException as exc:  # re-raised by result()
+                self._failure = exc
+                return
+
+    def _stop_forwarding(self) -> None:
+        self._stop.set()
+        if self._forwarder is not None:
+            self._forwarder.join()
 
     def _handle(self, message: tuple) -> None:
         if message[0] == "progress":
@@ -250,6 +299,11 @@ class _Prover:
             self.report("proofs", done, total, cid)
         elif message[0] == "done":
             self.outcome = (message[1], message[2])
+        elif message[0] == "accuracy-start":
+            self.report("accuracy", 0, 1, "in the proofs' process")
+        elif message[0] == "accuracy":
+            self.accuracy = (message[1], message[2])
+            self.report("accuracy", 1, 1)
         else:
             raise RuntimeError(f"the proofs failed: {message[1]}\n{message[2]}")
 
@@ -257,11 +311,18 @@ class _Prover:
         """Forward the worker's progress so far, without waiting."""
         import queue as queue_module
 
-        while self.queue is not None and self.outcome is None:
-            try:
-                self._handle(self.queue.get_nowait())
-            except queue_module.Empty:
+        with self._lock:
+            if self._polling:  # called back from _handle's progress report
                 return
+            self._polling = True
+            try:
+                while self.queue is not None and not self._finished():
+                    try:
+                        self._handle(self.queue.get_nowait())
+                    except queue_module.Empty:
+                        return
+            finally:
+                self._polling = False
 
     def result(self) -> tuple[list, float]:
         """Return ``(proofs, seconds)``, waiting for the worker if there is one."""
@@ -274,30 +335,79 @@ class _Prover:
                 progress=lambda cid, done, total: self.report("proofs", done, total, cid),
             )
             return proofs, time.perf_counter() - start
+
+        self._wait(self._finished)
+        return self.outcome
+
+    def accuracy_result(self) -> tuple[dict, float]:
+        """Return the worker's ``(accuracy result, seconds)``, waiting for them."""
+        self._wait(lambda: self.accuracy is not None)
+        return self.accuracy
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        """Handle the worker's messages here until ``done()``."""
         import queue as queue_module
 
-        while self.outcome is None:
+        self._stop_forwarding()
+        if self._failure is not None:
+            raise self._failure
+        while not done():
             try:
-                self._handle(self.queue.get(timeout=_WORKER_POLL_SECONDS))
+                message = self.queue.get(timeout=_WORKER_POLL_SECONDS)
             except queue_module.Empty:
                 if not self.process.is_alive():
                     self.poll()
-                    if self.outcome is None:
+                    if not done():
                         raise RuntimeError(
                             f"the proof process exited with code {self.process.exitcode} "
                             "before finishing; run with parallel=False to see why"
                         ) from None
-        return self.outcome
+                continue
+            with self._lock:
+                self._polling = True  # progress reports must not poll from inside
+                try:
+                    self._handle(message)
+                finally:
+                    self._polling = False
+
+    def _finished(self) -> bool:
+        """Whether every job of the worker has sent its result."""
+        return self.outcome is not None and (not self.runs_accuracy or self.accuracy is not None)
 
     def close(self) -> None:
         """Stop the worker if it is still running (error or interruption)."""
         if self.process is None:
             return
+        self._stop_forwarding()
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
         self.queue.close()
         self.queue.join_thread()
+
+
+def _accuracy_arguments(quick: bool, seed: int) -> dict:
+    """Return the keyword arguments of the accuracy experiment for the report."""
+    return {
+        "offsets": list(ACCURACY_OFFSETS_QUICK if quick else ACCURACY_OFFSETS),
+        "shape": ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE,
+        "std": 1.0,
+        "seed": seed,
+    }
+
+
+def _drift_settings(quick: bool) -> dict:
+    """Return how the drift stage runs.
+
+    Always the experiment's quick plan (``bnproof drift --quick``), with fewer
+    steps and one float type when the report itself is quick.
+    """
+    return {
+        "scenarios": list(DRIFT_SCENARIOS),
+        "plan": "quick",
+        "steps": DRIFT_STEPS_QUICK if quick else None,
+        "dtypes": list(DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES),
+    }
 
 
 def _check_seed(seed: object) -> int:
@@ -387,10 +497,19 @@ def collect(
             f"progress must be a callable(stage, done, total, detail) or None, got {progress!r}"
         )
 
+    import threading
+
+    # The worker's progress arrives from a second thread: one report at a time.
+    # Only this thread polls the worker: the forwarding thread reports while
+    # it holds the worker's lock, and polling there would wait on itself.
+    report_lock = threading.RLock()
+    this_thread = threading.get_ident()
+
     def report(stage: str, done: int, total: int, detail: str = "") -> None:
         if progress is not None:
-            progress(stage, done, total, detail)
-        if stage != "proofs" and prover is not None:
+            with report_lock:
+                progress(stage, done, total, detail)
+        if prover is not None and threading.get_ident() == this_thread:
             prover.poll()
 
     from bnproof._provenance import provenance
@@ -409,7 +528,17 @@ def collect(
         n_max = N_MAX_QUICK if quick else N_MAX
         settings["proofs"] = {"n_max": n_max, "separate_process": parallel}
         report("proofs", 0, len(CLAIMS))
-        prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files])
+        worker_accuracy = None
+        if parallel and "accuracy" in wanted:
+            from bnproof.kernels import kernels_cached
+
+            # On a first run both processes compile kernels (the accuracy
+            # experiment's float32 ones in the proofs' process). Once they are
+            # cached, the proofs are the longer path: the accuracy runs here.
+            if not kernels_cached():
+                worker_accuracy = _accuracy_arguments(quick, seed)
+        prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
+                         worker_accuracy)
 
     try:
         if prover is not None and not parallel:
@@ -423,22 +552,30 @@ def collect(
             settings["cross-check"] = {"n_values": list(n_values)}
             seeds["cross-check"] = seed
             start = time.perf_counter()
-            report("cross-check", 0, 1)
+            from bnproof.kernels import kernels_cached
+
+            # A first run compiles the kernels here (about a minute on two
+            # cores); say so rather than sit silent.
+            report("cross-check", 0, 1,
+                   "" if kernels_cached() else "compiling kernels (first run only)")
             crosscheck = cross_check(n_values, seed=seed)
             report("cross-check", 1, 1)
             timings["cross-check"] = time.perf_counter() - start
 
         accuracy = None
+        in_worker = prover is not None and prover.runs_accuracy
         if "accuracy" in wanted:
+            arguments = _accuracy_arguments(quick, seed)
+            settings["accuracy"] = {"offsets_over_std": list(arguments["offsets"]),
+                                    "shape": list(arguments["shape"]),
+                                    "separate_process": in_worker}
+            seeds["accuracy"] = seed
+        if "accuracy" in wanted and not in_worker:
             from bnproof.experiments.accuracy import accuracy_vs_offset
 
-            offsets = ACCURACY_OFFSETS_QUICK if quick else ACCURACY_OFFSETS
-            shape = ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE
-            settings["accuracy"] = {"offsets_over_std": list(offsets), "shape": list(shape)}
-            seeds["accuracy"] = seed
             start = time.perf_counter()
             report("accuracy", 0, 1)
-            accuracy = accuracy_vs_offset(list(offsets), shape=shape, std=1.0, seed=seed)
+            accuracy = accuracy_vs_offset(**_accuracy_arguments(quick, seed))
             report("accuracy", 1, 1)
             timings["accuracy"] = time.perf_counter() - start
 
@@ -448,8 +585,7 @@ def collect(
 
             steps = DRIFT_STEPS_QUICK if quick else None
             dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
-            settings["drift"] = {"scenarios": list(DRIFT_SCENARIOS), "quick": True, "steps": steps,
-                                 "dtypes": list(dtypes)}
+            settings["drift"] = _drift_settings(quick)
             seeds["drift"] = seed
             start = time.perf_counter()
             report("drift", 0, 1)
@@ -464,20 +600,29 @@ def collect(
             timings["drift"] = time.perf_counter() - start
 
         figures: list[FigureData] = []
-        if "figures" in wanted and (drift is not None or accuracy is not None):
+        if "figures" in wanted:
             from bnproof import plots
 
             start = time.perf_counter()
-            built = {}
-            if drift is not None:
-                built.update(plots.drift_figures(drift))
-            if accuracy is not None:
-                built["accuracy"] = plots.accuracy_figure(accuracy)
-            for done, (name, fig) in enumerate(built.items()):
-                report("figures", done, len(built), name)
+            drawn = plots.drift_figures(drift) if drift is not None else {}
+            total = len(drawn) + ("accuracy" in wanted)
+            # the drift figures first: the accuracy results may still be on their way
+            for name, fig in drawn.items():
+                report("figures", len(figures), total, name)
                 figures.append(render_figure(fig, name, _figure_caption(name, fig)))
-            report("figures", len(built), len(built))
             timings["figures"] = time.perf_counter() - start
+        if in_worker:
+            accuracy, timings["accuracy"] = prover.accuracy_result()
+        if "figures" in wanted and accuracy is not None:
+            start = time.perf_counter()
+            fig = plots.accuracy_figure(accuracy)
+            report("figures", len(figures), total, "accuracy")
+            figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
+            timings["figures"] += time.perf_counter() - start
+        if "figures" in wanted and figures:
+            report("figures", len(figures), len(figures))
+        elif "figures" in wanted:
+            timings.pop("figures", None)
 
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()

@@ -19,12 +19,15 @@ __all__ = ["render_html", "write_html"]
 _CSS = """
 :root { color-scheme: light; }
 body { font-family: "Noto Serif", "DejaVu Serif", Georgia, serif; max-width: 60rem;
-       margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #1a1a1a; }
-h1 { font-size: 1.8rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; }
-h3 { margin-top: 2rem; }
-blockquote { margin: 1rem 0; padding: 0.5rem 1rem; border-left: 4px solid #999;
+       margin: 1rem auto; padding: 0 1rem; line-height: 1.45; color: #1a1a1a; }
+h1 { font-size: 1.6rem; margin: 0.5rem 0; }
+h2 { margin: 2rem 0 0.6rem; border-bottom: 1px solid #ccc; }
+h3 { margin: 1.2rem 0 0.4rem; }
+blockquote { margin: 0.6rem 0; padding: 0.1rem 1rem; border-left: 4px solid #999;
              background: #f6f6f6; }
-.answer { padding: 0.5rem 1rem; border-left: 4px solid #2a6ebb; background: #eef4fb; }
+h1 + p.note { margin-top: 0; }
+.answer { margin: 0.6rem 0; padding: 0.5rem 1rem; border-left: 4px solid #2a6ebb;
+          background: #eef4fb; }
 .ok { color: #1b6e20; } .fail { color: #b00020; font-weight: bold; }
 .note { color: #555; font-size: 0.95em; }
 math { font-family: "Noto Sans Math", "STIX Two Math", "Latin Modern Math", math;
@@ -38,6 +41,10 @@ figure { margin: 1.5rem 0; } figure svg { max-width: 100%; height: auto; }
 figcaption { font-style: italic; }
 code { font-size: 0.9em; background: #f3f3f3; padding: 0 0.2em; }
 .scroll { overflow-x: auto; }
+details { margin: 0.8rem 0; } summary { cursor: pointer; color: #2a4d7a; }
+details[open] > summary { margin-bottom: 0.5rem; }
+ol.reason > li { margin-bottom: 0.4rem; } ol.reason p { margin: 0.2rem 0; }
+p.note { margin: 0.4rem 0; }
 """
 
 _SVG_PROLOGUE = re.compile(r"^\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?", re.S)
@@ -100,14 +107,22 @@ def _block(block) -> str:
         caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
         head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
         rows = []
-        for row in block.rows:
+        for r, row in enumerate(block.rows):
+            texts = [html.escape(c) for c in row]
+            link = block.links[r] if r < len(block.links) else ""
+            if link and texts:
+                texts[0] = f'<a href="#{html.escape(link)}">{texts[0]}</a>'
             cells = "".join(
-                f'<td class="num">{html.escape(c)}</td>' if num else f"<td>{html.escape(c)}</td>"
-                for c, num in zip(row, block.numeric, strict=False)
+                f'<td class="num">{c}</td>' if num else f"<td>{c}</td>"
+                for c, num in zip(texts, block.numeric, strict=False)
             )
             rows.append(f"<tr>{cells}</tr>")
         return (f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table></div>")
+    if isinstance(block, doc.Details):
+        inner = "\n".join(_block(b) for b in block.blocks)
+        return (f"<details><summary>{html.escape(block.summary)}</summary>\n{inner}\n"
+                "</details>")
     if isinstance(block, doc.Figure):
         data = block.data
         return (f'<figure id="figure-{html.escape(data.name)}">{_svg(data.svg)}'

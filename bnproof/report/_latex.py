@@ -19,8 +19,10 @@ __all__ = ["render_latex", "write_latex"]
 
 #: Tables longer than this are split, since a scaled box cannot break across pages.
 ROWS_PER_TABLE = 40
-#: A text column whose longest cell exceeds this many characters wraps (p{...}).
-WRAP_AFTER_CHARS = 28
+#: Characters of ``\\footnotesize`` text on one line of the page, and the
+#: space each column's padding takes, in the same characters.
+TABLE_CHARS = 118
+CELL_PAD_CHARS = 3
 
 _ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -49,7 +51,8 @@ _UNICODE = {
     "\u2208": r"$\in$", "\u221e": r"$\infty$", "\u00b1": r"$\pm$",
     "\u03b1": r"$\alpha$", "\u03b2": r"$\beta$", "\u03b3": r"$\gamma$", "\u03b4": r"$\delta$",
     "\u03b5": r"$\varepsilon$", "\u03b7": r"$\eta$", "\u03bc": r"$\mu$", "\u03c3": r"$\sigma$",
-    "\U0001d4b3": r"$\mathcal{X}$",
+    "\U0001d4b3": r"$\mathcal{X}$", "\u016b": r"$\bar{u}$", "\u2207": r"$\nabla$",
+    "\u27e8": r"$\langle$", "\u27e9": r"$\rangle$",
 }
 _HAT = re.compile("(.)\u0302")
 
@@ -97,22 +100,171 @@ def _runs(runs) -> str:
     return "".join(out)
 
 
+#: Estimated width, in characters of display math, that fits on one line of
+#: the page (11 pt, 2.2 cm margins). Longer formulas are broken into lines.
+LINE_CHARS = 62
+
+
+def _width(tex: str) -> float:
+    """Estimate how wide ``tex`` typesets, in characters (a fraction counts its wider part)."""
+    tex = re.sub(r"\\(left|right|big|Big|bigg|Bigg|displaystyle)\b", "", tex)
+    tex = re.sub(r"\\(?:operatorname|mathrm|text)\{([^{}]*)\}", r"\1", tex)
+
+    def frac(m: re.Match) -> str:
+        num, den = m.group(1), m.group(2)
+        return "x" * int(max(_width(num), _width(den)) + 1)
+
+    previous = None
+    while previous != tex:
+        previous = tex
+        tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", frac, tex)
+    tex = re.sub(r"[_^]\{([^{}]*)\}", lambda m: "x" * (len(m.group(1)) // 2), tex)
+    tex = re.sub(r"\\[A-Za-z]+", "x", tex)
+    return float(len(re.sub(r"[{}\s]", "", tex)))
+
+
+def _sympy_tex(expr) -> str:
+    return doc.Math(expr).tex()
+
+
+def _abbreviate(expr):
+    """Name every sum and square root of ``expr``: ``(reduced, [(name, part), ...])``."""
+    import sympy
+
+    names: dict = {}
+    order: list = []
+
+    def visit(node):
+        if isinstance(node, sympy.Sum) or (
+            isinstance(node, sympy.Pow) and node.exp.is_Rational and node.exp.q == 2
+            and _width(_sympy_tex(node)) > 12
+        ):
+            key = node if isinstance(node, sympy.Sum) else sympy.sqrt(node.base)
+            if key not in names:
+                for arg in key.args:
+                    visit(arg)
+                prefix = "S" if isinstance(key, sympy.Sum) else "R"
+                count = sum(1 for k in order if isinstance(k, sympy.Sum) == (prefix == "S"))
+                names[key] = sympy.Symbol(f"{prefix}_{count + 1}")
+                order.append(key)
+            return
+        for arg in node.args:
+            visit(arg)
+
+    visit(expr)
+    if not order:
+        return expr, []
+    # innermost first: a root may contain sums, which are named before it
+    replaced = expr
+    for key in reversed(order):
+        replaced = replaced.subs(key, names[key])
+    parts = []
+    for key in order:
+        inner = key
+        for other in order:
+            if other is not key and inner.has(other):
+                inner = inner.subs(other, names[other])
+        parts.append((names[key], inner))
+    return replaced, parts
+
+
+def _split_terms(lhs_tex: str, rhs) -> list[str]:
+    """Break ``lhs = rhs`` after whole terms of ``rhs`` so that each line fits."""
+    import sympy
+
+    terms = sympy.Add.make_args(rhs) if isinstance(rhs, sympy.Add) else (rhs,)
+    lines: list[str] = []
+    current = f"{lhs_tex} = " if lhs_tex else ""
+    for n, term in enumerate(terms):
+        tex = _sympy_tex(term)
+        piece = tex if n == 0 else (f" {tex}" if tex.startswith("-") else f" + {tex}")
+        if n and _width(current + piece) > LINE_CHARS:
+            lines.append(current)
+            current = r"\qquad " + piece.strip()
+        else:
+            current += piece
+    lines.append(current)
+    return lines
+
+
+def _expr_lines(expr) -> list[str]:
+    """Return display lines for a SymPy expression: short ones whole, long ones broken."""
+    import sympy
+
+    tex = _sympy_tex(expr)
+    if _width(tex) <= LINE_CHARS:
+        return [tex]
+    if isinstance(expr, sympy.Equality):
+        lhs, rhs = expr.lhs, expr.rhs
+        lhs_tex = _sympy_tex(lhs)
+    else:
+        lhs, rhs, lhs_tex = None, expr, ""
+    reduced, parts = _abbreviate(rhs)
+    lines = _split_terms(lhs_tex, reduced)
+    if parts:
+        lines.append(r"\text{where}")
+        for name, part in parts:
+            lines += _split_terms(_sympy_tex(name), part)
+    return lines
+
+
+#: Top-level separators of hand-written formulas where a line may break.
+_LATEX_BREAKS = re.compile(r",\\qquad |,\\quad |\\quad\\Rightarrow\\quad ")
+
+
+def _latex_lines(tex: str) -> list[str]:
+    r"""Break a long hand-written formula at its ``,\\quad`` and ``\\Rightarrow`` joints."""
+    if _width(tex) <= LINE_CHARS:
+        return [tex]
+    lines, last = [], 0
+    for m in _LATEX_BREAKS.finditer(tex):
+        if tex[:m.start()].count("{") != tex[:m.start()].count("}"):
+            continue  # inside a group: not a top-level joint
+        joint = m.group(0)
+        lines.append(tex[last:m.start()] + ("," if joint.startswith(",") else ""))
+        last = m.end()
+        if "Rightarrow" in joint:
+            lines.append(r"\Rightarrow")
+    lines.append(tex[last:])
+    return [ln for ln in lines if ln.strip()]
+
+
 def _math(block: doc.Math) -> str:
-    source = re.sub(r"\n\s*\n", "\n", block.tex())
-    return "\\begin{center}\\fitbox{$\\displaystyle " + source + "$}\\end{center}"
+    if block.expr is not None:
+        lines = _expr_lines(block.expr)
+    else:
+        lines = _latex_lines(block.tex())
+    lines = [re.sub(r"\n\s*\n", "\n", line) for line in lines]
+    body = "\\\\[3pt]\n".join(rf"\fitbox{{$\displaystyle {line}$}}" for line in lines)
+    return "\\begin{center}\n" + body + "\n\\end{center}"
 
 
 def _colspec(block: doc.Table) -> str:
+    r"""Return column types: natural widths when the table fits, else wrapped columns that do.
+
+    Widths are estimated in characters of ``\\footnotesize`` text
+    (:data:`TABLE_CHARS` to a line). A table too wide for the line gets
+    ``p`` columns: each at least as wide as its longest word, the rest of
+    the line shared in proportion to what each column would need unwrapped;
+    headers wrap too. The table then needs no shrinking.
+    """
+    cols = range(len(block.headers))
+    natural = [max([len(block.headers[c])] + [len(r[c]) for r in block.rows]) for c in cols]
+    words = [max(len(w) for cell in [block.headers[c], *(r[c] for r in block.rows)]
+                 for w in (cell.split() or [""])) for c in cols]
+    budget = TABLE_CHARS - CELL_PAD_CHARS * len(natural)
+    if sum(natural) <= budget:
+        return "".join("r" if num else "l" for num in block.numeric)
+    floor = [max(1, w) + 2 for w in words]  # a little slack: letters vary in width
+    spare = max(0, budget - sum(floor))
+    extra = [n - f for n, f in zip(natural, floor, strict=True)]
+    total_extra = sum(extra) or 1
+    widths = [f + spare * e / total_extra for f, e in zip(floor, extra, strict=True)]
     spec = []
-    for col, numeric in enumerate(block.numeric):
-        longest = max([len(block.headers[col])] + [len(r[col]) for r in block.rows])
-        if numeric:
-            spec.append("r")
-        elif longest > WRAP_AFTER_CHARS:
-            width = min(0.45, 0.012 * min(longest, 60) + 0.05)
-            spec.append(rf"p{{{width:.2f}\linewidth}}")
-        else:
-            spec.append("l")
+    for width, numeric in zip(widths, block.numeric, strict=True):
+        frac = width / TABLE_CHARS
+        align = r"\raggedleft" if numeric else r"\raggedright"
+        spec.append(rf">{{{align}\arraybackslash}}p{{{frac:.3f}\linewidth}}")
     return "".join(spec)
 
 
@@ -159,6 +311,11 @@ def _block(block, figure_dir: str) -> str:
         return f"\\begin{{{env}}}\n{items}\n\\end{{{env}}}"
     if isinstance(block, doc.Table):
         return _table(block)
+    if isinstance(block, doc.Details):
+        inner = "\n\n".join(s for s in (_block(b, figure_dir) for b in block.blocks) if s)
+        # the PDF cannot fold: a small heading, then what HTML folds away
+        return (rf"\par\medskip\noindent\textbf{{{_escape(block.summary)}}}\par\smallskip"
+                + "\n\n" + inner)
     if isinstance(block, doc.Figure):
         data = block.data
         return (
@@ -175,6 +332,9 @@ _PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[margin=2.2cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage{graphicx}
+\usepackage{array}
+% Scalable fonts where installed (Debian: lmodern), bitmaps otherwise.
+\IfFileExists{lmodern.sty}{\usepackage{lmodern}}{}
 \setlength{\parindent}{0pt}
 % Long identifiers (claim ids, module names) may stretch a line rather than overflow it.
 \sloppy
@@ -182,8 +342,14 @@ _PREAMBLE = r"""\documentclass[11pt]{article}
 \setcounter{MaxMatrixCols}{20}
 % Scale a box down to the line width only when it is wider (long formulas, wide tables).
 \newsavebox{\fitboxsave}
+% Each scaled box writes the line width and its own width to the log
+% ("bnproof-fitbox 455.2pt 520.1pt"), so a test can check that nothing is
+% shrunk below a readable size.
 \newcommand{\fitbox}[1]{\sbox{\fitboxsave}{#1}%
-  \ifdim\wd\fitboxsave>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitboxsave}}%
+  \ifdim\wd\fitboxsave>\linewidth
+    \typeout{bnproof-fitbox \the\linewidth\space\the\wd\fitboxsave\space
+      line \the\inputlineno}%
+    \resizebox{\linewidth}{!}{\usebox{\fitboxsave}}%
   \else\usebox{\fitboxsave}\fi}
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -77,9 +78,19 @@ def _block(block, figure_dir: str) -> str:
             out.append("*" + _escape(block.caption) + "*\n")
         out.append("| " + " | ".join(_escape(h) for h in block.headers) + " |")
         out.append("|" + "|".join("---:" if n else "---" for n in block.numeric) + "|")
-        for row in block.rows:
-            out.append("| " + " | ".join(_escape(c) for c in row) + " |")
+        for r, row in enumerate(block.rows):
+            cells = [_escape(c) for c in row]
+            link = block.links[r] if r < len(block.links) else ""
+            if link and cells:
+                cells[0] = f"[{cells[0]}](#{link})"
+            out.append("| " + " | ".join(cells) + " |")
         return "\n".join(out)
+    if isinstance(block, doc.Details):
+        # GitHub and most Markdown viewers fold <details>; the blank lines let
+        # the Markdown inside it render.
+        inner = "\n\n".join(p for p in (_block(b, figure_dir) for b in block.blocks) if p)
+        return (f"<details><summary>{html.escape(block.summary)}</summary>\n\n{inner}\n\n"
+                "</details>")
     if isinstance(block, doc.Figure):
         data = block.data
         return (f"![{_escape(data.caption)}]({figure_dir}/{data.name}.svg)\n\n"

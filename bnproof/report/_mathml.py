@@ -36,7 +36,8 @@ _COMMANDS = {
     "|": "\u2016", "cdot": "\u22C5", "times": "\u00D7", "infty": "\u221E",
     "sum": "\u2211", "ldots": "\u2026", "dots": "\u2026", "to": "\u2192", "in": "\u2208",
     "leq": "\u2264", "geq": "\u2265", "le": "\u2264", "ge": "\u2265", "neq": "\u2260",
-    "ne": "\u2260", "approx": "\u2248", "propto": "\u221D", "pm": "\u00B1",
+    "ne": "\u2260", "Rightarrow": "\u21D2", "Leftarrow": "\u21D0", "leftarrow": "\u2190",
+    "rightarrow": "\u2192", "iff": "\u21D4", "approx": "\u2248", "propto": "\u221D", "pm": "\u00B1",
     "epsilon": "\u03B5", "varepsilon": "\u03B5", "vartheta": "\u03D1", "varphi": "\u03C6",
 }
 _GREEK = (

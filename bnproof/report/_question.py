@@ -39,17 +39,29 @@ QUESTION = (
 
 #: The answer the rest of the report backs up, claim by claim.
 SHORT_ANSWER = (
-    "The paragraph of section 2 is not about a layer anyone should build: it is the "
-    "paper's argument for why the normalization must be part of the model that the "
-    "gradient sees. If the mean E[x] is recomputed after each step but the gradient step "
-    "treats it as a constant, the step changes b, the new mean absorbs the change, the "
-    "output and the loss stay the same, and the same step repeats: b drifts without "
-    "bound while nothing is learned. Batch normalization avoids this by differentiating "
-    "through the batch statistics. Then the gradient with respect to b is exactly zero, "
-    "so b never moves and can be dropped (its role is taken by \u03b2). Both the "
-    "paragraph's arithmetic and the later remark are the same fact, shift invariance of "
-    "the centred value, seen from two sides: ignored by the gradient it makes b drift, "
-    "respected by the gradient it makes b useless."
+    "The paragraph of section 2 is not a layer anyone should build: it is the paper's "
+    "argument for making the normalization part of what the gradient sees. If the mean "
+    "is recomputed after each step but the step treats it as a constant, the step moves "
+    "b, the new mean absorbs the move, the output and the loss stay the same, and the same "
+    "step repeats: b drifts without bound while nothing is learned. Batch normalization "
+    "differentiates through the batch mean and variance instead. Then the gradient with "
+    "respect to b is exactly zero, b never moves, and it can be dropped (\u03b2 takes over "
+    "its role). The two passages are one fact seen from two sides: the mean subtraction "
+    "removes b."
+)
+
+#: The accepted answer's first claim, in its words.
+ANSWER_CLAIM_1 = (
+    "Instead of normalizing by the mean of activations in a single batch, they normalize "
+    "with respect to the whole training data. The way they achieve this is by using moving "
+    "averages that get updated for each mini-batch during training."
+)
+
+#: The accepted answer's second claim, in its words.
+ANSWER_CLAIM_2 = (
+    "The reason why the bias term becomes redundant is due to learned scale and shift "
+    "variables \u03b3 and \u03b2. Without these, the normalization would squash everything "
+    "which could limit what a non-linearity activation function can represent."
 )
 
 #: The contrast the reader asked about, stated plainly.
@@ -60,7 +72,7 @@ TRAINING_VS_INFERENCE = (
     "dL/db = 0 for any loss. In inference mode (fixed running mean and variance) the "
     "statistics no longer move with b, and dy_i/db = \u03b3/\u221a(\u03c3_R\u00b2 + "
     "\u03b5), which is not zero: at inference a bias added before the normalization "
-    "shifts every output. Training with running statistics in place of batch statistics, "
-    "which one answer to the question suggests, computes the normalization outside "
-    "the gradient step again: the drift experiment below measures what it does."
+    "shifts every output. Training with running statistics in place of batch statistics "
+    "computes the normalization outside the gradient step again: the drift experiment "
+    "measures what it does."
 )

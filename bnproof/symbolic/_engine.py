@@ -37,6 +37,7 @@ import sympy
 from ._models import Batch, ConcreteBatch, SymbolicBatch
 from ._proof import Check, Proof, Step
 from ._sums import SumRuleError, reduce_sums
+from ._text import plain
 from ._zero import vanishes
 
 __all__ = ["Identity", "Nonzero", "establish"]
@@ -202,7 +203,11 @@ def _evaluate(
 
 def _point_text(point: Mapping) -> str:
     shown = sorted(point.items(), key=lambda kv: sympy.default_sort_key(kv[0]))
-    return ", ".join(f"{k}={v}" for k, v in shown if not isinstance(k, sympy.Dummy))
+    return ", ".join(f"{plain(k)} = {v}" for k, v in shown if not isinstance(k, sympy.Dummy))
+
+
+def _where(indices: Mapping) -> str:
+    return ", ".join(f"{name} = {v}" for name, v in indices.items())
 
 
 @dataclass
@@ -232,7 +237,7 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
                 test = vanishes(item.lhs - item.rhs, item.ranges)
             except SumRuleError as exc:
                 all_zero = False
-                out.missing.append(f"{item.label}: the sum rules refused ({exc})")
+                out.missing.append(f"{plain(item.label)}: the sum rules refused ({exc})")
                 continue
             if test.is_zero:
                 out.steps.append(
@@ -245,7 +250,7 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
                 )
             else:
                 all_zero = False
-                out.missing.append(f"{item.label}: symbolic reduction left a residual")
+                out.missing.append(f"{plain(item.label)}: symbolic reduction left a residual")
                 out.steps.append(
                     Step(
                         "Residual that the reduction did not bring to zero",
@@ -260,7 +265,7 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
                 continue
             if test.is_zero:  # zero for every value of every symbol: never nonzero
                 out.counterexample = out.counterexample or (
-                    f"{item.label} is identically 0 for symbolic N (exact zero test), "
+                    f"{plain(item.label)} is identically 0 for symbolic N (exact zero test), "
                     "so it cannot be nonzero"
                 )
                 out.steps.append(
@@ -310,20 +315,22 @@ def _concrete_part(
                         is_zero, point, value = _evaluate(diff, rng, {})
                     except SumRuleError as exc:
                         expand_pass = rational_pass = False
-                        details.append(f"{item.label} at {indices}: the sum rules refused ({exc})")
+                        details.append(f"{plain(item.label)} at {_where(indices)}: the sum rules "
+                                       f"refused ({exc})")
                         continue
                     if not expanded:
                         expand_pass = False
-                        details.append(f"{item.label} at {indices}: expansion not 0")
+                        details.append(f"{plain(item.label)} at {_where(indices)}: expansion not 0")
                     if is_zero is None:
                         rational_pass = False
-                        details.append(f"{item.label} at {indices}: undefined at every point drawn")
+                        details.append(f"{plain(item.label)} at {_where(indices)}: undefined "
+                                       "at every point drawn")
                     elif not is_zero:
                         rational_pass = False
-                        text = (
-                            f"N={n}, {indices}: {item.label} - ({item.rhs}) = {value:.6g} "
-                            f"at {_point_text(point)}"
-                        )
+                        gap = (f"{plain(item.label)} = {value:.6g}, not 0" if item.rhs == 0
+                               else f"{plain(item.label)} - ({plain(item.rhs)}) = {value:.6g}")
+                        text = (f"N = {n}, {_where(indices) or 'any index'}: {gap}, "
+                                f"at {_point_text(point)}")
                         details.append(text)
                         out.counterexample = out.counterexample or text
                 else:
@@ -348,7 +355,7 @@ def _concrete_part(
                                             ),
                                             evaluate=False,
                                         ),
-                                        f"N={n}, {_point_text({**item.where, **point})}",
+                                        f"N = {n}, {_point_text({**item.where, **point})}",
                                     )
                                 )
                             break

@@ -36,6 +36,13 @@ class Step:
     expr: sympy.Basic | None = None
     note: str = ""
 
+    def __str__(self) -> str:
+        """Return ``title: expression`` in plain text (``mu = ...``, no LaTeX names)."""
+        from ._text import plain
+
+        text = self.title if self.expr is None else f"{self.title}: {plain(self.expr)}"
+        return f"{text} ({self.note})" if self.note else text
+
 
 @dataclass(frozen=True)
 class Check:
