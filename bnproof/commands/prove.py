@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     # Progress within a second: importing SymPy alone takes about that long.
-    say("loading SymPy and the claims")
+    groups = args.group or list(GROUPS)
+    what = (f"{len(args.claim)} claim(s)" if args.claim
+            else "the claims of group(s) " + ", ".join(groups))
+    say(f"proving {what} for symbolic N, then N = 2..{args.n_max}")
     from bnproof.symbolic import CLAIMS, load_claims, prove_all
 
     for f in files:
@@ -141,10 +144,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise UsageError(f"--claims {str(f)!r} failed to load: {type(exc).__name__}: "
                              f"{exc}") from exc
-    groups = set(args.group or GROUPS)
     ids = args.claim or [cid for cid, c in CLAIMS.items() if c.group in groups]
     _refuse_unknown(ids, tuple(CLAIMS))
-    say(f"proving {len(ids)} claim(s) for symbolic N, then N = 2..{args.n_max}")
 
     def progress(claim_id: str, done: int, total: int) -> None:
         say(f"{done}/{total} {claim_id}")
