@@ -463,6 +463,12 @@ CLAIMS: Mapping[str, Claim] = MappingProxyType(
 )
 
 
+# The pass-through rules of the model audit join the registry.
+from ._passthrough import PASSTHROUGH_CLAIMS  # noqa: E402
+
+CLAIMS = MappingProxyType({**CLAIMS, **PASSTHROUGH_CLAIMS})
+
+
 def _check_n_max(n_max: object) -> int:
     if isinstance(n_max, bool) or not isinstance(n_max, numbers.Integral):
         raise TypeError(f"n_max must be an int >= {MIN_N_MAX}, got {n_max!r}")
