@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": "bnproof.commands.bench",
     "drift": "bnproof.commands.drift",
     "report": "bnproof.commands.report",
+    "audit": "bnproof.commands.audit",
 }
 
 
