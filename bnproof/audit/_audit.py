@@ -161,6 +161,8 @@ def _scale_findings(gm, modules, model_params) -> list[Finding]:
             continue
         rows = weight.shape[0]
         if kind in ("batch", "instance"):
+            if not (norm_module.training or not norm_module.track_running_stats):
+                continue  # running statistics: no scale invariance
             if type(module) is nn.Linear and len(shape) != 2:
                 continue  # BatchNorm1d on (N, C, L) after a Linear on the last axis
             blocks = tuple(range(rows))

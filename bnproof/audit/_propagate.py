@@ -110,6 +110,8 @@ def _label(node, modules: Mapping) -> str:
 
 
 def _with(state: Carried, node, modules, claim: str | None = None, **changes) -> Carried:
+    if state is None or state is UNKNOWN:
+        return state
     claims = state.claims | ({claim} if claim else set())
     through = state.through | {node.name}
     values = {"vary": state.vary, "direct": state.direct, **changes}
@@ -191,15 +193,21 @@ def _reduce(state: Carried, dims, rank: int, keepdim: bool, node, modules, claim
 
 def _getitem(state: Carried, index, shape_in, node, modules) -> Carried | _Unknown:
     items = index if isinstance(index, tuple) else (index,)
-    if any(i is Ellipsis or i is None or not isinstance(i, slice | int) for i in items):
+    if any(i is Ellipsis or not (i is None or isinstance(i, slice | int)) for i in items):
         return UNKNOWN
     vary, direct, out_axis = set(), None, 0
-    for axis in range(len(shape_in)):
-        item = items[axis] if axis < len(items) else slice(None)
+    items = list(items)
+    axis = 0
+    while axis < len(shape_in) or items:
+        item = items.pop(0) if items else slice(None)
+        if item is None:
+            out_axis += 1  # a new axis of length 1: nothing varies along it
+            continue
+        if axis >= len(shape_in):
+            return UNKNOWN
         if isinstance(item, int):
-            if axis in state.vary:
-                # One position of a varying axis: a constant along the rest.
-                continue
+            # One position of an axis: what varied along it is now one value.
+            axis += 1
             continue
         full = item == slice(None) or item.indices(shape_in[axis]) == (0, shape_in[axis], 1)
         if axis in state.vary:
@@ -207,6 +215,7 @@ def _getitem(state: Carried, index, shape_in, node, modules) -> Carried | _Unkno
         if state.direct is not None and state.direct[0] == axis and full:
             direct = (out_axis, state.direct[1])
         out_axis += 1
+        axis += 1
     return _with(state, node, modules, vary=frozenset(vary), direct=direct)
 
 
@@ -269,7 +278,8 @@ def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
         return _Step(UNKNOWN)
     norm = norm_kind(module)
     if norm in ("batch", "instance"):
-        if state.vary <= {1}:
+        uses_batch_stats = module.training or not module.track_running_stats
+        if uses_batch_stats and state.vary <= {1}:
             return _Step(None, norm=norm)
         return _Step(UNKNOWN)
     if norm == "layer":
@@ -319,6 +329,8 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
     tensor_args = [a for a in args if isinstance(a, torch.fx.Node)]
     first = args[0] if args else None
     first_state = states.get(first) if isinstance(first, torch.fx.Node) else None
+    if any(states.get(a) is UNKNOWN for a in node.all_input_nodes):
+        return _Step(UNKNOWN)
 
     if target in _ADD or target in ("add", "sub", "__add__", "__sub__", "add_", "sub_"):
         if shape_out is None:
@@ -354,10 +366,6 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
             if not dtype_only:
                 return _Step(UNKNOWN)
         return _Step(_with(first_state, node, modules))
-    if first_state is None and not any(states.get(a) is not None for a in tensor_args):
-        return _Step(None)
-    if any(states.get(a) is UNKNOWN for a in tensor_args):
-        return _Step(UNKNOWN)
     if target in _CAT:
         return _Step(_cat(node, states, modules))
     if not isinstance(first, torch.fx.Node) or first_state is None:
@@ -480,6 +488,7 @@ def propagate(graph, modules: Mapping, sources: Mapping, param_size: int) -> Out
     """
     out = Outcome()
     states: dict = {}
+    clobbered = _mutated_in_place(graph, modules)
     for node in graph.nodes:
         ins = [states.get(a) for a in node.all_input_nodes]
         if node.op == "output":
@@ -522,6 +531,37 @@ def propagate(graph, modules: Mapping, sources: Mapping, param_size: int) -> Out
                 state = _merge([state, injected], 1, [1, 1], node, modules, None)
             else:
                 state = UNKNOWN
+        if state is not None and node in clobbered:
+            out.stopped_at.append(f"{node.name} (modified in place while also read elsewhere)")
+            state = UNKNOWN
         if state is not None:
             states[node] = state
     return out
+
+
+def _mutated_in_place(graph, modules) -> set:
+    """Values that an in-place operation modifies while another node also reads them.
+
+    The graph shows such a value as one node, but its readers may see it
+    before or after the change; no rule describes that, so it stops the
+    propagation.
+    """
+    out = set()
+    for node in graph.nodes:
+        inplace = False
+        if node.op == "call_method" and str(node.target).endswith("_"):
+            inplace = not str(node.target).startswith("_")
+        elif node.op == "call_function":
+            name = getattr(node.target, "__name__", "")
+            inplace = name.startswith("i") and node.target in _INPLACE_OPERATORS
+            inplace = inplace or bool(node.kwargs.get("inplace", False))
+        elif node.op == "call_module":
+            inplace = bool(getattr(modules[node.target], "inplace", False))
+        if inplace and node.args and isinstance(node.args[0], torch.fx.Node):
+            target = node.args[0]
+            if len(target.users) > 1:
+                out.add(target)
+    return out
+
+
+_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
