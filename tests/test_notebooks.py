@@ -28,6 +28,7 @@ NOTES = (
     "02-statistics-outside-the-gradient-step.ipynb",
     "03-batch-norm-in-float32.ipynb",
     "04-using-the-kernels.ipynb",
+    "08-audit-a-model.ipynb",
 )
 
 #: Seconds one cell may take. A whole note runs in well under a minute on two
