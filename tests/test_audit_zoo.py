@@ -563,6 +563,13 @@ class Spatial(nn.Module):
         return self.bn(self.conv2(self.conv(x)))
 
 
+def hooked():
+    """A forward hook applies ReLU to the conv's output; the graph does not show it."""
+    model = Between(nn.Identity())
+    model.conv.register_forward_hook(lambda module, args, out: torch.relu(out))
+    return model
+
+
 #: name -> (factory, inputs, biases that are live: checked numerically here).
 ADVERSARIAL = {
     "called-twice": (CalledTwice, img, ("conv.bias",)),
@@ -573,6 +580,7 @@ ADVERSARIAL = {
     "cat-along-batch": (CatBatch, img, ("conv.bias",)),
     "channel-slice-groupnorm": (ChannelSliceGN, img, ("conv.bias",)),
     "gated": (Gated, img, ("conv.bias",)),
+    "forward-hook": (hooked, img, ("conv.bias",)),
     "padded-conv1d": (Spatial, lambda: (torch.randn(4, 3, 7, dtype=torch.float64),),
                       ("conv.bias",)),
 }

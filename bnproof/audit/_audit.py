@@ -9,7 +9,7 @@ from torch import nn
 
 from ._capture import capture, check_model
 from ._confirm import confirm
-from ._propagate import _BATCH, _CONV, _INSTANCE, Carried, norm_kind, propagate
+from ._propagate import _BATCH, _CONV, _INSTANCE, Carried, has_hooks, norm_kind, propagate
 from ._records import AuditReport, Finding
 from ._rules import SCALE_INVARIANT
 
@@ -76,7 +76,7 @@ def _candidates(gm, model_params):
             owners[id(p)].append(f"{mname}.{pname}" if mname else pname)
     out = []
     for mname, module in gm.named_modules():
-        if mname not in calls:
+        if mname not in calls or has_hooks(module):
             continue
         bias = getattr(module, "bias", None)
         if not isinstance(bias, nn.Parameter) or not bias.requires_grad or bias.ndim != 1:
@@ -145,6 +145,8 @@ def _scale_findings(gm, modules, model_params) -> list[Finding]:
     for mname, module in gm.named_modules():
         if not (type(module) in _CONV or type(module) is nn.Linear) or len(calls[mname]) != 1:
             continue
+        if has_hooks(module):
+            continue
         weight = module.weight
         name = f"{mname}.weight"
         if (not weight.requires_grad or owners[id(weight)] > 1 or name in used_directly
@@ -156,6 +158,8 @@ def _scale_findings(gm, modules, model_params) -> list[Finding]:
             continue
         norm_module = modules[users[0].target]
         kind = norm_kind(norm_module)
+        if has_hooks(norm_module):
+            continue
         shape = _shape(node)
         if kind is None or shape is None:
             continue

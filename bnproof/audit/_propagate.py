@@ -193,7 +193,16 @@ def _reduce(state: Carried, dims, rank: int, keepdim: bool, node, modules, claim
 
 def _getitem(state: Carried, index, shape_in, node, modules) -> Carried | _Unknown:
     items = index if isinstance(index, tuple) else (index,)
-    if any(i is Ellipsis or not (i is None or isinstance(i, slice | int)) for i in items):
+
+    def plain(i) -> bool:
+        if i is None:
+            return True
+        if isinstance(i, slice):
+            return all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                       for v in (i.start, i.stop, i.step))
+        return isinstance(i, int) and not isinstance(i, bool)
+
+    if not all(plain(i) for i in items):
         return UNKNOWN
     vary, direct, out_axis = set(), None, 0
     items = list(items)
@@ -253,9 +262,21 @@ class _Step:
     groups: list | None = None
 
 
+def has_hooks(module) -> bool:
+    """Whether hooks may change what the module computes (the graph does not show them)."""
+    from torch.nn.modules import module as _module
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or _module._global_forward_hooks or _module._global_forward_pre_hooks
+                or getattr(module, "_forward_hooks_with_kwargs", None)
+                or getattr(module, "_forward_pre_hooks_with_kwargs", None))
+
+
 def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
                  param_size: int) -> _Step:
     kind = type(module)
+    if has_hooks(module):
+        return _Step(UNKNOWN)
     rank = len(shape_in)
     if kind in _CONV:
         if state.vary <= {1} and _conv_without_padding(module):
@@ -380,6 +401,8 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
     ):
         return _Step(_reshape(state, shape_in, shape_out, node, modules))
     if target in ("transpose", torch.transpose, "permute", torch.permute):
+        if node.kwargs or len(args) < 2:
+            return _Step(UNKNOWN)
         if target in ("transpose", torch.transpose):
             d0, d1 = (_axis(d, rank) for d in args[1:3])
             order = list(range(rank))
