@@ -623,3 +623,35 @@ def test_channel_slice_groupnorm_is_reported_only_where_it_cancels():
     assert {f.parameter: f.redundant_dims for f in report.findings if f.kind == "dead"} == {
         "conv.bias": 2
     }
+
+
+class ShapeBranch(nn.Module):
+    """A branch on the input's shape: torch.fx cannot trace it, torch.export can."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.fc = nn.Linear(4, 5)
+        self.ln = nn.LayerNorm(5)
+
+    def forward(self, x):
+        if x.shape[0] > 1:
+            x = F.max_pool2d(self.bn(self.conv(x)), 2)
+        z = self.gn(self.conv2(x))
+        return self.ln(self.fc(z.mean((2, 3))))
+
+
+def test_export_fallback_maps_aten_calls_back_to_modules():
+    torch.manual_seed(5)
+    model = ShapeBranch().double()
+    report = audit(model, *img())
+    assert report.capture == "torch.export"
+    dead = {f.parameter: (f.redundant_dims, f.dims) for f in report.findings if f.kind == "dead"}
+    # By hand: conv -> bn (all 4), conv2 -> GroupNorm(2) (2 of 4), fc -> LayerNorm (1 of 5);
+    # bn's beta passes max-pool and conv2 (a mix of channels) into GroupNorm: live.
+    assert dead == {"conv.bias": (4, 4), "conv2.bias": (2, 4), "fc.bias": (1, 5)}
+    assert report.inconsistencies == ()
+    assert _moved(model, img(), "bn.bias", torch.randn(4, dtype=torch.float64)) > LIVE_TOL

@@ -83,7 +83,8 @@ class AuditReport:
     parameters_total : int
         Trainable parameter entries of the model (shared ones counted once).
     capture : str
-        How the graph was captured (``"torch.fx"``).
+        How the graph was captured: ``"torch.fx"``, or ``"torch.export"``
+        when tracing failed and the exported graph was used.
     inconsistencies : tuple of str
         Findings the numeric confirmation did not confirm: dropped, never
         reported as dead. Nonempty means a rule is wrong; please report it.
