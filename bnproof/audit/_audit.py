@@ -9,7 +9,16 @@ from torch import nn
 
 from ._capture import capture, check_model
 from ._confirm import confirm
-from ._propagate import _BATCH, _CONV, _INSTANCE, Carried, has_hooks, norm_kind, propagate
+from ._propagate import (
+    _BATCH,
+    _CONV,
+    _INSTANCE,
+    Carried,
+    _label,
+    has_hooks,
+    norm_kind,
+    propagate,
+)
 from ._records import AuditReport, Finding
 from ._rules import SCALE_INVARIANT
 
@@ -114,7 +123,9 @@ def _dead_finding(gm, modules, name, bias, mname, module, nodes) -> Finding | No
         return None
     norms = ", ".join(dict.fromkeys(outcome.norms))
     order = {n.name: k for k, n in enumerate(gm.graph.nodes)}
-    through = tuple(sorted(outcome.through, key=lambda s: order.get(s, 0)))
+    labels_of = {n.name: _label(n, modules) for n in gm.graph.nodes}
+    through = tuple(labels_of[name] for name in sorted(outcome.through,
+                                                       key=lambda s: order.get(s, 0)))
     claims = tuple(sorted(outcome.claims))
     dims = bias.numel()
     if redundant == dims:
