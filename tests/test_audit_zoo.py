@@ -655,3 +655,22 @@ def test_export_fallback_maps_aten_calls_back_to_modules():
     assert dead == {"conv.bias": (4, 4), "conv2.bias": (2, 4), "fc.bias": (1, 5)}
     assert report.inconsistencies == ()
     assert _moved(model, img(), "bn.bias", torch.randn(4, dtype=torch.float64)) > LIVE_TOL
+
+
+def test_bad_input_is_a_clear_error_and_changes_nothing():
+    model, inputs, _ = _built("conv1d-bn1d")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        audit("not a model", *inputs)
+    with pytest.raises(TypeError, match="at least one example input"):
+        audit(model)
+    with pytest.raises(TypeError, match="floating-point"):
+        audit(model, torch.ones(4, 3, 9, dtype=torch.long))
+    report = audit(model, *inputs)
+    other, _, _ = _built("tokens-transpose-bn1d")
+    with pytest.raises(ValueError, match="does not match the model"):
+        fix(other, report, *inputs)
+    with pytest.raises(ValueError, match="needs the example inputs"):
+        fix(model, report)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.conv.bias is not None
