@@ -644,6 +644,7 @@ class ShapeBranch(nn.Module):
         return self.ln(self.fc(z.mean((2, 3))))
 
 
+@pytest.mark.slow
 def test_export_fallback_maps_aten_calls_back_to_modules():
     torch.manual_seed(5)
     model = ShapeBranch().double()

@@ -19,6 +19,7 @@ __all__ = [
     "NEGATIVE",
     "PASSTHROUGH",
     "SCALE_INVARIANT",
+    "STOPS",
     "STRUCTURAL",
 ]
 
