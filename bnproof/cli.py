@@ -18,6 +18,7 @@ COMMANDS = {
     "drift": "bnproof.commands.drift",
     "report": "bnproof.commands.report",
     "invariances": "bnproof.commands.invariances",
+    "audit": "bnproof.commands.audit",
 }
 
 

@@ -32,6 +32,7 @@ NOTES = (
     "05-batch-norm-inside-pytorch.ipynb",
     "06-precise-statistics.ipynb",
     "07-your-own-claim.ipynb",
+    "08-audit-a-model.ipynb",
 )
 
 #: Optional packages a note needs; without them its run is skipped.

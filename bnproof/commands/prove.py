@@ -20,7 +20,7 @@ DEFAULT_N_MAX = 8
 #: Largest --n-max: exact expansion at concrete N grows quickly with N.
 MAX_N_MAX = 16
 #: Groups of claims (``Claim.group``).
-GROUPS = ("catalogue", "family", "invariances", "user")
+GROUPS = ("catalogue", "family", "invariances", "rules", "user")
 
 
 
@@ -52,7 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=GROUPS,
         help="prove only the claims of this group (repeatable): the batch-norm catalogue, "
-        "the rest of the normalization family, the invariance table, or claims registered "
+        "the rest of the normalization family, the invariance table, the audit's pass-through "
+        "rules, or claims registered "
         "by --claims files",
     )
     parser.add_argument(

@@ -232,7 +232,7 @@ def _claims_summary(data: ReportData) -> list[Block]:
         blocks.append(Para((
             ("text", f"{others} more claims cover the rest of the normalization family "
                      "(layer, RMS, group, instance and weight normalization, Batch "
-                     "Renormalization); see "),
+                     "Renormalization) and the rules the model audit rests on; see "),
             ("link:invariances", "the invariance table"),
             ("text", " and the derivations."),
         )))

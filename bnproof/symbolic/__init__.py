@@ -16,7 +16,7 @@ Examples
 'proved'
 """
 
-from . import _family, _family_claims, _renorm
+from . import _family, _family_claims, _passthrough, _renorm
 from ._claims import prove as prove
 from ._claims import prove_all as prove_all
 from ._engine import FULL_INDEX_N as FULL_INDEX_N
@@ -125,7 +125,8 @@ __all__ = [
 
 # Registry order is the order of `bnproof prove` and of the report: the
 # batch-norm catalogue (registered by ._claims on import), the rest of the
-# family, then the invariance table.
+# family, the invariance table, then the audit's pass-through rules.
 _renorm.register_claims()
 _family_claims.register_claims()
 _family.register_table()
+_passthrough.register_claims()

@@ -459,6 +459,7 @@ for _c in (
     register(_c)
 
 
+
 def _check_n_max(n_max: object) -> int:
     if isinstance(n_max, bool) or not isinstance(n_max, numbers.Integral):
         raise TypeError(f"n_max must be an int >= {MIN_N_MAX}, got {n_max!r}")
