@@ -34,7 +34,7 @@ def test_concrete_checks_cover_every_index_value():
     proof = establish("index-dependent", _depends_on_the_index, free=("i",), n_max=3,
                       symbolic=False)
     assert proof.verdict == "refuted"
-    assert "N=3" in proof.reason and "'i': 2" in proof.reason
+    assert "N = 3" in proof.reason and "i = 2" in proof.reason
 
 
 def test_a_false_symmetry_declaration_is_refuted_not_trusted():
@@ -85,7 +85,7 @@ def test_the_cheap_first_test_refutes_before_the_symbolic_route():
         return [Identity(Symbol("z"), batch.item(x, idx["i"]) ** 2, batch.item(x, idx["i"]), {})]
 
     proof = establish("x-squared-is-x", build, free=("i",), n_max=8)
-    assert proof.verdict == "refuted" and proof.reason.startswith("counterexample: N=2")
+    assert proof.verdict == "refuted" and proof.reason.startswith("counterexample: N = 2")
     assert calls["symbolic"] == 0  # the expensive routes never ran
     assert proof.methods == ("rationals-N=2..3",)
 

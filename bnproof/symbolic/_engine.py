@@ -387,7 +387,9 @@ def _screen(build: Builder, free: Sequence[str], n_max: int, claim_id: str) -> C
                 except SumRuleError:
                     continue  # the full checks report the refusal
                 if is_zero is False:
-                    text = (f"N={n}, {indices}: {item.label} - ({item.rhs}) = {value:.6g} "
+                    gap = (f"{plain(item.label)} = {value:.6g}, not 0" if item.rhs == 0
+                           else f"{plain(item.label)} - ({plain(item.rhs)}) = {value:.6g}")
+                    text = (f"N = {n}, {_where(indices) or 'any index'}: {gap}, "
                             f"at {_point_text(point)}")
                     return Check(f"rationals-N={n}", False, text)
     return None
