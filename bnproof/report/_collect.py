@@ -20,7 +20,12 @@ __all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "rend
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
 #: except that with ``parallel`` the proofs, then the accuracy experiment, run
 #: in a second process alongside the others.
-STAGES = ("proofs", "cross-check", "accuracy", "drift", "figures")
+STAGES = ("proofs", "cross-check", "accuracy", "drift", "figures", "audit", "precise")
+
+#: Settings of :func:`bnproof.torch.precise_study` in the report (the
+#: research note uses its defaults, 4 epochs and 5 timing repeats).
+PRECISE = {"epochs": 2, "timing_repeats": 3}
+PRECISE_QUICK = {"epochs": 1, "timing_repeats": 1}
 
 #: Largest batch size of the concrete checks of each proof (the default of
 #: :func:`bnproof.symbolic.prove_all`), and a smaller one for ``quick``.
@@ -117,6 +122,13 @@ class ReportData:
         Stage name -> wall time.
     invariances : dict or None
         The invariance table and its notes (:mod:`bnproof.report._invariances`).
+    audit : dict or None
+        The audit of the built-in example model (:mod:`bnproof.report._audit`);
+        ``None`` when the stage did not run or PyTorch is not installed.
+    precise : dict or None
+        :func:`bnproof.torch.precise_study` (population statistics after
+        training); ``None`` when the stage did not run or PyTorch is not
+        installed.
 
     ``None`` for a stage means it was not run; the writers say so.
     """
@@ -131,6 +143,8 @@ class ReportData:
     settings: dict = field(default_factory=dict)
     timings_seconds: dict = field(default_factory=dict)
     invariances: dict | None = None
+    audit: dict | None = None
+    precise: dict | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -624,6 +638,33 @@ def collect(
         elif "figures" in wanted:
             timings.pop("figures", None)
 
+        audit = None
+        if "audit" in wanted:
+            from ._audit import collect_audit
+
+            start = time.perf_counter()
+            report("audit", 0, 1, "the example model (needs PyTorch)")
+            audit = collect_audit()
+            report("audit", 1, 1, "" if audit is not None else "PyTorch is not installed")
+            timings["audit"] = time.perf_counter() - start
+
+        precise = None
+        if "precise" in wanted:
+            import importlib.util
+
+            start = time.perf_counter()
+            if importlib.util.find_spec("torch") is None:
+                report("precise", 1, 1, "PyTorch is not installed")
+            else:
+                from bnproof.torch import precise_study
+
+                arguments = PRECISE_QUICK if quick else PRECISE
+                settings["precise"] = dict(arguments)
+                report("precise", 0, 1, "training the digits CNN")
+                precise = precise_study(**arguments)
+                report("precise", 1, 1)
+            timings["precise"] = time.perf_counter() - start
+
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
@@ -642,5 +683,7 @@ def collect(
         settings=settings,
         timings_seconds={k: round(v, 3) for k, v in timings.items()},
         invariances=invariance_data(claims),
+        audit=audit,
+        precise=precise,
     )
 

@@ -656,6 +656,18 @@ def _invariances_section(data: ReportData) -> list[Block]:
     return invariance_blocks(data.invariances)
 
 
+def _audit_section(data: ReportData) -> list[Block]:
+    from ._audit import audit_blocks  # it builds with this module's blocks
+
+    return audit_blocks(data.audit)
+
+
+def _precise_section(data: ReportData) -> list[Block]:
+    from ._precise import precise_section
+
+    return precise_section(data.precise)
+
+
 #: The report's sections, in order: each is ``builder(data) -> list of blocks``.
 #: A new section is a function appended (or inserted) here; :func:`build`
 #: adds the title and the table of contents.
@@ -665,6 +677,8 @@ SECTIONS: list = [
     _experiments_section,
     _accepted_answer_section,
     _invariances_section,
+    _audit_section,
+    _precise_section,
     _derivations_section,
     _provenance_section,
 ]
