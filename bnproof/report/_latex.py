@@ -156,14 +156,18 @@ def _abbreviate(expr):
         return expr, []
     # innermost first: a root may contain sums, which are named before it
     replaced = expr
+    # xreplace, not subs: a name stands for its exact subtree also where the
+    # subtree's free index is bound by an outer sum (S_2 depends on k there)
     for key in reversed(order):
-        replaced = replaced.subs(key, names[key])
+        replaced = replaced.xreplace({key: names[key]})
     parts = []
     for key in order:
         inner = key
-        for other in order:
+        # outermost first: naming an inner sum first would change the larger
+        # subtree that another name stands for, which then no longer matches
+        for other in reversed(order):
             if other is not key and inner.has(other):
-                inner = inner.subs(other, names[other])
+                inner = inner.xreplace({other: names[other]})
         parts.append((names[key], inner))
     return replaced, parts
 
