@@ -1,0 +1,280 @@
+"""Mutation testing of the core modules, on demand (not part of the test run).
+
+Each target is one module plus the few fast test files that should catch a
+bug planted in it. For each target this script prepares a scratch folder
+under ``.mutation/<target>/`` (git-ignored), runs ``mutmut run`` there with
+one worker under ``nice``, and prints the mutation score: killed mutants
+over all mutants, not counting the ones listed as equivalent in
+``benchmarks/mutation_equivalents.md``.
+
+    python benchmarks/mutation.py                   # every target
+    python benchmarks/mutation.py zero sums         # some targets
+    python benchmarks/mutation.py --list            # the targets and their tests
+    python benchmarks/mutation.py zero --show       # diffs of the survivors
+
+Exit status: 0 when every strict target has no surviving mutant that is not
+listed as equivalent and every other target scores at least 90 %, 1
+otherwise, 2 for a usage error.
+
+Why mutmut 3: it mutates each function into trampolined copies inside one
+copy of the package and forks a worker per mutant from a process that has
+already imported SymPy, NumPy and Numba and loaded the kernels from Numba's
+disk cache, so a mutant costs only its tests (about a second), not a fresh
+interpreter (several seconds with SymPy, per mutant, with cosmic-ray's
+one-process-per-mutant runs). It only runs the tests that reach the mutated
+function. It leaves decorated functions alone, so the ``@njit`` bodies in
+``kernels/_jit.py`` (already checked by planted bugs in the kernel tests)
+are never rewritten and the copied package keeps its own Numba cache beside
+its copy of the sources (``.mutation/<target>/mutants/``). What it does not
+mutate: module-level constants (thresholds are checked by the tests' own
+literal numbers instead) and decorated functions.
+
+Adding a target (e.g. ``bnproof/audit/_rules.py`` or ``bnproof/torch/_op.py``
+when they land): add a :class:`Target` to ``TARGETS`` with the module, its
+fast test files, and ``strict=True`` if every surviving mutant must be
+killed or listed as equivalent. Tests that need torch skip without it, so
+run such targets where torch is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.md"
+
+#: Goal for targets that are not strict (issue: "at least 90 % elsewhere").
+GOAL = 0.90
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module under mutation and the test files that guard it."""
+
+    module: str
+    tests: tuple[str, ...]
+    strict: bool = False
+
+
+TARGETS = {
+    "zero": Target(
+        "bnproof/symbolic/_zero.py",
+        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py"),
+        strict=True,
+    ),
+    "sums": Target(
+        "bnproof/symbolic/_sums.py",
+        ("tests/test_symbolic_engine.py", "tests/test_sums_rules.py"),
+        strict=True,
+    ),
+    "batch_norm": Target(
+        "bnproof/kernels/_batch_norm.py",
+        ("tests/test_kernels.py", "tests/test_batch_norm_guards.py"),
+        strict=True,
+    ),
+    "moments": Target(
+        "bnproof/kernels/_moments.py",
+        ("tests/test_kernels.py", "tests/test_moments_mutants.py"),
+        strict=True,
+    ),
+    "atomic": Target(
+        "bnproof/_atomic.py",
+        ("tests/test_atomic.py", "tests/test_atomic_failures.py"),
+        strict=True,
+    ),
+    "engine": Target(
+        "bnproof/symbolic/_engine.py",
+        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
+    ),
+    "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
+    "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",)),
+    "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",)),
+    "collect": Target(
+        "bnproof/report/_collect.py",
+        ("tests/test_report_collect.py", "tests/test_report_failures.py"),
+    ),
+}
+
+#: mutmut's exit codes of a mutant's test run, as its ``stats`` module reads them.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
+          34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+          255: "timeout", 37: "killed", None: "not checked"}
+
+
+def _prepare(name: str, target: Target) -> Path:
+    """Lay out ``.mutation/<name>/``: links to the package and tests, and mutmut's config."""
+    work = WORK / name
+    work.mkdir(parents=True, exist_ok=True)
+    for entry in ("bnproof", "tests"):
+        link = work / entry
+        if not link.exists():
+            link.symlink_to(ROOT / entry, target_is_directory=True)
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")  # pytest's settings
+    tests = [t for t in target.tests if (ROOT / t).exists()]
+    lines = [
+        "[mutmut]",
+        "source_paths = bnproof",
+        f"only_mutate = {target.module}",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in tests),
+        "pytest_add_cli_args =",
+        "    -x",
+        "    -q",
+        "    -p",
+        "    no:cacheprovider",
+        "    -m",
+        "    not slow and not browser",
+        "",
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines), encoding="utf-8")
+    return work
+
+
+def _environment(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # Subprocesses the tests start (the CLI) must import the mutated copy too.
+    env["PYTHONPATH"] = str(work / "mutants")
+    env["NUMBA_NUM_THREADS"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
+    return subprocess.run(cmd, cwd=work, env=_environment(work), check=False, text=True,
+                          capture_output=capture)
+
+
+def _results(work: Path, target: Target) -> dict[str, str]:
+    meta = work / "mutants" / (target.module + ".meta")
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    return {key: STATUS.get(code, "suspicious") for key, code in data["exit_code_by_key"].items()}
+
+
+def _functions(work: Path, target: Target) -> dict[str, list[str]]:
+    """Source lines of every function in mutmut's copy of the module, by name."""
+    source = (work / "mutants" / target.module).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    out = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out[node.name] = [ln.strip() for ln in lines[node.lineno:node.end_lineno]]
+    return out
+
+
+def _diff(functions: dict[str, list[str]], mutant: str) -> tuple[str, str, str]:
+    """Return (function, removed lines, added lines) of one mutant."""
+    name = mutant.rsplit(".", 1)[-1]
+    original = functions[re.sub(r"__mutmut_\d+$", "__mutmut_orig", name)]
+    changed = difflib.ndiff(original, functions[name])
+    removed, added = [], []
+    for line in changed:
+        (removed if line.startswith("- ") else added if line.startswith("+ ") else []).append(
+            line[2:])
+    function = re.sub(r"__mutmut_\d+$", "", name).removeprefix("x_")
+    function = function.replace("ǁ", ".").strip(".")
+    return function, " ".join(removed), " ".join(added)
+
+
+_ENTRY = re.compile(r"^- `([^`]+)`: `(.*)` → `(.*)`\s*$")
+
+
+def _equivalents() -> dict[str, set[tuple[str, str, str]]]:
+    """Read the listed equivalent mutants: module -> {(function, before, after)}."""
+    listed: dict[str, set[tuple[str, str, str]]] = {}
+    module = None
+    for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            module = line[3:].strip().strip("`")
+        elif (match := _ENTRY.match(line)) and module:
+            func, before, after = (" ".join(g.split()) for g in match.groups())
+            listed.setdefault(module, set()).add((func, before, after))
+    return listed
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_target(name: str, target: Target, show: bool) -> dict:
+    """Mutate one target, run its tests against every mutant, and score it."""
+    work = _prepare(name, target)
+    print(f"== {name}: {target.module} with {', '.join(target.tests)}", file=sys.stderr)
+    proc = _mutmut(work, "run", "--max-children", "1", capture=True)
+    if not (work / "mutants" / (target.module + ".meta")).exists():
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"mutmut produced no results for {target.module}")
+    status = _results(work, target)
+    listed = _equivalents().get(target.module, set())
+    survivors, equivalent = [], []
+    functions = _functions(work, target)
+    for mutant, state in sorted(status.items()):
+        if state in ("survived", "no tests", "timeout", "suspicious", "not checked", "skipped"):
+            func, before, after = _diff(functions, mutant)
+            if state != "timeout" and (func, _norm(before), _norm(after)) in listed:
+                equivalent.append(mutant)
+                status[mutant] = "equivalent"
+            elif state != "timeout":
+                survivors.append((mutant, state, func, before, after))
+            else:
+                status[mutant] = "killed"  # an endless loop is caught, by the timeout
+    total = len(status) - len(equivalent)
+    killed = sum(1 for s in status.values() if s == "killed")
+    score = killed / total if total else 1.0
+    row = {"target": name, "module": target.module, "mutants": len(status),
+           "equivalent": len(equivalent), "killed": killed, "survived": len(survivors),
+           "score": round(score, 4), "strict": target.strict,
+           "survivors": [dict(zip(("mutant", "status", "function", "before", "after"), s,
+                                  strict=True)) for s in survivors]}
+    if show:
+        for mutant, state, func, before, after in survivors:
+            print(f"  {state}: {mutant}\n    {func}: `{before}` → `{after}`")
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen targets (all by default) and print one score line each."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help=f"targets to run (default: all of {', '.join(TARGETS)})")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--show", action="store_true", help="print each survivor's change")
+    parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    if shutil.which("nice") is None:
+        parser.error("needs the nice command (the campaign runs at the lowest priority)")
+    if args.list:
+        for name, target in TARGETS.items():
+            goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
+            print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
+        return 0
+    rows = [run_target(n, TARGETS[n], args.show) for n in (args.targets or TARGETS)]
+    print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
+          f"{'survived':>8} {'score':>7}")
+    ok = True
+    for r in rows:
+        good = r["survived"] == 0 if r["strict"] else r["score"] >= GOAL
+        ok &= good
+        print(f"{r['target']:12} {r['module']:36} {r['mutants']:7} {r['equivalent']:5} "
+              f"{r['killed']:6} {r['survived']:8} {r['score']:7.1%}{'' if good else '  (below goal)'}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
