@@ -115,7 +115,9 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 def _prepare(name: str, target: Target) -> Path:
     """Lay out ``.mutation/<name>/``: links to the package and tests, and mutmut's config."""
     work = WORK / name
-    work.mkdir(parents=True, exist_ok=True)
+    # The folder mutmut fills must exist before it starts: the tests' subprocesses find it
+    # through PYTHONPATH, and a path that did not exist at startup is never searched.
+    (work / "mutants").mkdir(parents=True, exist_ok=True)
     for entry in ("bnproof", "tests"):
         link = work / entry
         if not link.exists():
@@ -212,7 +214,7 @@ def run_target(name: str, target: Target, show: bool) -> dict:
     work = _prepare(name, target)
     print(f"== {name}: {target.module} with {', '.join(target.tests)}", file=sys.stderr)
     proc = _mutmut(work, "run", "--max-children", "1", capture=True)
-    if not (work / "mutants" / (target.module + ".meta")).exists():
+    if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"mutmut produced no results for {target.module}")
     status = _results(work, target)
@@ -269,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         good = r["survived"] == 0 if r["strict"] else r["score"] >= GOAL
         ok &= good
+        flag = "" if good else "  (below goal)"
         print(f"{r['target']:12} {r['module']:36} {r['mutants']:7} {r['equivalent']:5} "
-              f"{r['killed']:6} {r['survived']:8} {r['score']:7.1%}{'' if good else '  (below goal)'}")
+              f"{r['killed']:6} {r['survived']:8} {r['score']:7.1%}{flag}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0 if ok else 1
