@@ -65,6 +65,8 @@ class Target:
     module: str
     tests: tuple[str, ...]
     strict: bool = False
+    #: pytest ``-k`` expression narrowing the tests (for large test files).
+    select: str | None = None
 
 
 TARGETS = {
@@ -87,6 +89,7 @@ TARGETS = {
         "bnproof/kernels/_moments.py",
         ("tests/test_kernels.py", "tests/test_moments_mutants.py"),
         strict=True,
+        select="moments or merge or Moments",
     ),
     "atomic": Target(
         "bnproof/_atomic.py",
@@ -112,7 +115,7 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           255: "timeout", 37: "killed", None: "not checked"}
 
 
-def _prepare(name: str, target: Target) -> Path:
+def _prepare(name: str, target: Target, tests: list[str] | None = None) -> Path:
     """Lay out ``.mutation/<name>/``: links to the package and tests, and mutmut's config."""
     work = WORK / name
     # The folder mutmut fills must exist before it starts: the tests' subprocesses find it
@@ -123,7 +126,8 @@ def _prepare(name: str, target: Target) -> Path:
         if not link.exists():
             link.symlink_to(ROOT / entry, target_is_directory=True)
     shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")  # pytest's settings
-    tests = [t for t in target.tests if (ROOT / t).exists()]
+    tests = [t for t in (tests or target.tests) if (ROOT / t).exists()]
+    select = ["    -k", f"    {target.select}"] if target.select else []
     lines = [
         "[mutmut]",
         "source_paths = bnproof",
@@ -137,6 +141,7 @@ def _prepare(name: str, target: Target) -> Path:
         "    no:cacheprovider",
         "    -m",
         "    not slow and not browser",
+        *select,
         "",
     ]
     (work / "setup.cfg").write_text("\n".join(lines), encoding="utf-8")
@@ -147,8 +152,6 @@ def _environment(work: Path) -> dict[str, str]:
     env = dict(os.environ)
     # Subprocesses the tests start (the CLI) must import the mutated copy too.
     env["PYTHONPATH"] = str(work / "mutants")
-    env["NUMBA_NUM_THREADS"] = "1"
-    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
@@ -209,10 +212,11 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_target(name: str, target: Target, show: bool) -> dict:
+def run_target(name: str, target: Target, show: bool, tests: list[str] | None = None) -> dict:
     """Mutate one target, run its tests against every mutant, and score it."""
-    work = _prepare(name, target)
-    print(f"== {name}: {target.module} with {', '.join(target.tests)}", file=sys.stderr)
+    work = _prepare(name, target, tests)
+    print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
+          file=sys.stderr)
     proc = _mutmut(work, "run", "--max-children", "1", capture=True)
     if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -253,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--show", action="store_true", help="print each survivor's change")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    parser.add_argument("--tests", nargs="+", metavar="FILE",
+                        help="run with these test files instead of the target's own "
+                             "(e.g. the suite before new tests, for a before/after score)")
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
             print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
         return 0
-    rows = [run_target(n, TARGETS[n], args.show) for n in (args.targets or TARGETS)]
+    rows = [run_target(n, TARGETS[n], args.show, args.tests) for n in (args.targets or TARGETS)]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
     ok = True
