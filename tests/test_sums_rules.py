@@ -37,6 +37,12 @@ def test_canonical_indices_are_integer_kappa_by_depth():
     triple = reduce_sums(Sum(Sum(Sum(f(x[i] * x[k] * x[m]), (m, 1, N)), (k, 1, N)), (i, 1, N)))
     assert _indices(triple) == [K3, K2, K1]
     assert triple.function == f(x[K1] * x[K2] * x[K3])
+    # a product keeps SymPy from merging: the depth looks inside it
+    product = reduce_sums(Sum(x[i] * Sum(x[k] * Sum(f(x[i] * x[k] * x[m]), (m, 1, N)),
+                                         (k, 1, N)), (i, 1, N)))
+    assert list(product.variables) == [K3]
+    inner = product.function.atoms(Sum)
+    assert {tuple(s.variables) for s in inner} == {(K2,), (K1,)}
 
 
 def test_a_reduction_is_an_identity_at_concrete_n():
@@ -105,8 +111,10 @@ def test_a_negative_power_of_a_delta_is_not_sifted():
     assert reduced.has(Sum) and reduced != x[j]
 
 
-def test_rule_4_on_an_unevaluated_power():
-    term = sympy.Mul(Pow(KroneckerDelta(j, k), 3, evaluate=False), x[k], evaluate=False)
+@pytest.mark.parametrize("power", [1, 3])
+def test_rule_4_on_an_unevaluated_power(power):
+    # SymPy evaluates KroneckerDelta**n itself; rule 4 covers the forms it leaves
+    term = sympy.Mul(Pow(KroneckerDelta(j, k), power, evaluate=False), x[k], evaluate=False)
     assert _sift(term, k, 1, N, {j: (1, N)}) == x[j]
 
 
@@ -176,3 +184,4 @@ def test_moments_to_symbols_replaces_outermost_sums_only():
         [inner, outer], key=sympy.default_sort_key)
     assert plain.xreplace(moments) == expr
     assert len(plain.free_symbols - {c}) == 2
+    assert sorted(s.name for s in moments) == ["S0", "S1"]  # readable when printed
