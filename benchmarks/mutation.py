@@ -67,6 +67,10 @@ class Target:
     strict: bool = False
     #: pytest ``-k`` expression narrowing the tests (for large test files).
     select: str | None = None
+    #: mutmut's ``process_isolation``: "forkserver" for modules whose tests run
+    #: Numba kernels (a process forked after Numba started its thread pool
+    #: gets killed), "fork" (faster) for the rest.
+    isolation: str = "fork"
 
 
 TARGETS = {
@@ -84,12 +88,14 @@ TARGETS = {
         "bnproof/kernels/_batch_norm.py",
         ("tests/test_kernels.py", "tests/test_batch_norm_guards.py"),
         strict=True,
+        isolation="forkserver",
     ),
     "moments": Target(
         "bnproof/kernels/_moments.py",
         ("tests/test_kernels.py", "tests/test_moments_mutants.py"),
         strict=True,
         select="moments or merge or Moments",
+        isolation="forkserver",
     ),
     "atomic": Target(
         "bnproof/_atomic.py",
@@ -101,8 +107,10 @@ TARGETS = {
         ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
     ),
     "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
-    "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",)),
-    "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",)),
+    "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",),
+                         isolation="forkserver"),
+    "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",),
+                       isolation="forkserver"),
     "collect": Target(
         "bnproof/report/_collect.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
@@ -142,6 +150,7 @@ def _prepare(name: str, target: Target, tests: list[str] | None = None) -> Path:
         "    -m",
         "    not slow and not browser",
         *select,
+        f"process_isolation = {target.isolation}",
         "",
     ]
     (work / "setup.cfg").write_text("\n".join(lines), encoding="utf-8")
@@ -153,6 +162,23 @@ def _environment(work: Path) -> dict[str, str]:
     # Subprocesses the tests start (the CLI) must import the mutated copy too.
     env["PYTHONPATH"] = str(work / "mutants")
     return env
+
+
+def _forget_survivors(work: Path, target: Target) -> None:
+    """Mark every mutant that is not killed as unchecked, so new tests get a go at it.
+
+    mutmut keeps results while a function's source is unchanged, even when the
+    tests changed; killed mutants stay killed (``--fresh`` reruns everything).
+    """
+    meta = work / "mutants" / (target.module + ".meta")
+    if not meta.exists():
+        return
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    codes = data["exit_code_by_key"]
+    for key, code in codes.items():
+        if STATUS.get(code) != "killed":
+            codes[key] = None
+    meta.write_text(json.dumps(data), encoding="utf-8")
 
 
 def _mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -212,9 +238,13 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_target(name: str, target: Target, show: bool, tests: list[str] | None = None) -> dict:
+def run_target(name: str, target: Target, show: bool, tests: list[str] | None = None,
+               fresh: bool = False) -> dict:
     """Mutate one target, run its tests against every mutant, and score it."""
+    if fresh:
+        shutil.rmtree(WORK / name, ignore_errors=True)
     work = _prepare(name, target, tests)
+    _forget_survivors(work, target)
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
     proc = _mutmut(work, "run", "--max-children", "1", capture=True)
@@ -257,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--show", action="store_true", help="print each survivor's change")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start from scratch (new copy, every mutant rerun)")
     parser.add_argument("--tests", nargs="+", metavar="FILE",
                         help="run with these test files instead of the target's own "
                              "(e.g. the suite before new tests, for a before/after score)")
@@ -271,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
             print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
         return 0
-    rows = [run_target(n, TARGETS[n], args.show, args.tests) for n in (args.targets or TARGETS)]
+    rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
+            for n in (args.targets or TARGETS)]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
     ok = True
