@@ -117,6 +117,57 @@ TARGETS = {
     ),
 }
 
+@dataclass(frozen=True)
+class Planted:
+    """A bug mutmut cannot plant: in a decorated function or a module-level constant.
+
+    ``before`` must occur exactly once in the module; the target's tests run
+    with it replaced by ``after`` and must fail.
+    """
+
+    target: str
+    module: str
+    before: str
+    after: str
+    why: str
+
+
+PLANTED = (
+    Planted("atomic", "bnproof/_atomic.py",
+            "                os.rename(old, target)\n            raise",
+            "                pass\n            raise",
+            "no rollback when the final rename fails"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "        shutil.rmtree(tmp, ignore_errors=True)\n        raise",
+            "        raise",
+            "the temporary folder is left behind on an error"),
+    Planted("atomic", "bnproof/_atomic.py",
+            '        (tmp / MARKER).write_text("written by bnproof; safe to replace\\n", '
+            'encoding="utf-8")',
+            "        pass",
+            "the marker is not written"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "            _remove_committed(old)", "            pass",
+            "the replaced folder is left beside the new one"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "        if target.exists():\n            old = ",
+            "        if False:\n            old = ",
+            "the previous folder is not moved aside"),
+    Planted("accuracy", "bnproof/experiments/accuracy.py",
+            "GOAL_ULP = 2.0", "GOAL_ULP = 20.0", "the accuracy goal loosened tenfold"),
+    Planted("accuracy", "bnproof/experiments/accuracy.py",
+            "ABS_ALLOWANCE = 1e-7", "ABS_ALLOWANCE = 1e-5", "the absolute allowance loosened"),
+    Planted("drift", "bnproof/experiments/drift.py",
+            "LINE_ROUNDING_UNITS = 64.0", "LINE_ROUNDING_UNITS = 1e9",
+            "drift off the line accepted"),
+    Planted("drift", "bnproof/experiments/drift.py",
+            "LOSS_FIXED_EPS = 16.0", "LOSS_FIXED_EPS = 1e9", "a moving loss accepted"),
+)
+
+#: Test files for the planted bugs of targets that mutmut does not run.
+PLANTED_TESTS = {"drift": ("tests/test_drift.py",)}
+
+
 #: mutmut's exit codes of a mutant's test run, as its ``stats`` module reads them.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
           34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
@@ -279,6 +330,41 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
     return row
 
 
+def run_planted(names: list[str], override: list[str] | None = None) -> list[dict]:
+    """Plant each bug of ``PLANTED`` for the chosen targets in a copy and run their tests."""
+    bugs = [p for p in PLANTED if p.target in names]
+    if not bugs:
+        return []
+    work = WORK / "planted"
+    shutil.rmtree(work / "bnproof", ignore_errors=True)
+    shutil.copytree(ROOT / "bnproof", work / "bnproof",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    if not (work / "tests").exists():
+        (work / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+    env = dict(os.environ, PYTHONPATH=str(work))
+    rows = []
+    for bug in bugs:
+        path = work / bug.module
+        source = path.read_text(encoding="utf-8")
+        if source.count(bug.before) != 1:
+            rows.append({"target": bug.target, "why": bug.why, "result": "stale"})
+            continue
+        path.write_text(source.replace(bug.before, bug.after), encoding="utf-8")
+        target = TARGETS.get(bug.target)
+        tests = override or (target.tests if target else PLANTED_TESTS[bug.target])
+        tests = [t for t in tests if (ROOT / t).exists()]
+        cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", *tests, "-x", "-q",
+               "-p", "no:cacheprovider", "-m", "not slow and not browser"]
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              check=False)
+        path.write_text(source, encoding="utf-8")
+        result = {0: "survived", 1: "killed"}.get(proc.returncode, f"error {proc.returncode}")
+        rows.append({"target": bug.target, "why": bug.why, "result": result})
+        print(f"  planted ({bug.target}): {bug.why}: {result}", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen targets (all by default) and print one score line each."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -293,9 +379,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run with these test files instead of the target's own "
                              "(e.g. the suite before new tests, for a before/after score)")
     args = parser.parse_args(argv)
-    unknown = [t for t in args.targets if t not in TARGETS]
+    known = {*TARGETS, *PLANTED_TESTS}
+    unknown = [t for t in args.targets if t not in known]
     if unknown:
-        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if shutil.which("nice") is None:
         parser.error("needs the nice command (the campaign runs at the lowest priority)")
     if args.list:
@@ -303,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
             print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
         return 0
+    names = args.targets or [*TARGETS, *PLANTED_TESTS]
+    planted = run_planted(names, args.tests)
     rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
-            for n in (args.targets or TARGETS)]
+            for n in names if n in TARGETS]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
     ok = True
@@ -314,8 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         flag = "" if good else "  (below goal)"
         print(f"{r['target']:12} {r['module']:36} {r['mutants']:7} {r['equivalent']:5} "
               f"{r['killed']:6} {r['survived']:8} {r['score']:7.1%}{flag}")
+    for p in planted:
+        ok &= p["result"] == "killed"
+        print(f"planted bug ({p['target']}): {p['why']}: {p['result']}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+        args.json.write_text(json.dumps({"targets": rows, "planted": planted}, indent=1,
+                                        ensure_ascii=False), encoding="utf-8")
     return 0 if ok else 1
 
 

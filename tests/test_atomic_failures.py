@@ -93,8 +93,8 @@ def test_the_marker_says_what_wrote_the_folder(tmp_path):
 def test_a_temporary_folder_that_cannot_be_made_is_an_output_dir_error(tmp_path, monkeypatch):
     real = _atomic.tempfile.mkdtemp
 
-    def mkdtemp(*args, prefix="", **kwargs):
-        if ".new-" in prefix:
+    def mkdtemp(*args, prefix=None, **kwargs):
+        if prefix and ".new-" in prefix:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, prefix=prefix, **kwargs)
 
