@@ -87,6 +87,19 @@ def test_the_outcome_checks_pass_and_can_fail(result):
                   if (r["norm"], r["dtype"]) == ("center", "float64")]
         doctored = {**run, "summary": {**run["summary"], key: value}}
         assert not drift.bias_only_checks([doctored])[0]["passed"], (mode, key)
+    # each threshold is the promised number: just inside passes, just outside fails
+    (run,) = [r for r in _bias_runs(result, "outside")
+              if (r["norm"], r["dtype"]) == ("center", "float64")]
+    bound = run["summary"]["db_rounding_bound"]
+    for key, inside, outside in [
+        ("linear_residual_in_rounding_units", 0.99 * LINEAR_RESIDUAL_UNITS,
+         1.01 * LINEAR_RESIDUAL_UNITS),
+        ("loss_change_max_in_eps", 0.99 * LOSS_CHANGE_EPS, 1.01 * LOSS_CHANGE_EPS),
+        ("db_max_abs", 1.01 * SIGNAL_OVER_ROUNDING * bound, 0.99 * SIGNAL_OVER_ROUNDING * bound),
+    ]:
+        for value, passes in ((inside, True), (outside, False)):
+            doctored = {**run, "summary": {**run["summary"], key: value}}
+            assert drift.bias_only_checks([doctored])[0]["passed"] is passes, (key, value)
 
 
 def test_a_diverging_run_reports_nan_not_zero():
