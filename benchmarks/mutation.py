@@ -88,6 +88,9 @@ TARGETS = {
         "bnproof/kernels/_batch_norm.py",
         ("tests/test_kernels.py", "tests/test_batch_norm_guards.py"),
         strict=True,
+        # not the tests that start processes, threads or compile caches
+        select="not (concurrent or cache or compile or process or importing or thread_count "
+               "or truncated or digest or recycled or pool)",
         isolation="forkserver",
     ),
     "moments": Target(

@@ -660,8 +660,10 @@ def _bwd_cases():
          "dy must be a NumPy array"),
         ("mean C", dict(dy=dy, x=x, weight=None, mean=np.zeros(2), invstd=s), ValueError,
          "mean has shape"),
-        ("invstd dtype", dict(dy=dy, x=x, weight=None, mean=m, invstd=s.astype(np.float16)),
-         TypeError, "invstd has dtype"),
+        # float32 passes the generic dtype check (float16 would stop there) and
+        # reaches the statistics' own rule: float64 or x's dtype
+        ("invstd dtype", dict(dy=dy, x=x, weight=None, mean=m, invstd=s.astype(np.float32)),
+         TypeError, r"invstd has dtype float32; pass float64 \(as batch_norm_forward returns\)"),
         ("weight C", dict(dy=dy, x=x, weight=np.ones(2), mean=m, invstd=s), ValueError,
          "weight has shape"),
         ("one value", dict(dy=dy[:1, :, :1], x=x[:1, :, :1], weight=None, mean=m, invstd=s),
