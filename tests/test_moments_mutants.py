@@ -155,3 +155,14 @@ def test_the_first_record_is_checked_as_a():
 def test_numpy_integer_counts_are_accepted():
     m = Moments(np.int32(4), np.zeros(2), np.ones(2))
     assert merge_moments(m, m).count == 8
+
+
+def test_the_negative_m2_message_shows_the_first_three_negatives_only():
+    bad = Moments(2, np.zeros(6), np.array([0.0, 0.5, -1.0, -2.0, -3.0, -4.0]))
+    with pytest.raises(ValueError, match=re.escape("b.m2 has negative values ([-1. -2. -3.]); ")):
+        merge_moments(Moments(2, np.zeros(6), np.ones(6)), bad)
+
+
+def test_a_single_value_record_must_have_m2_zero_or_more():
+    with pytest.raises(ValueError, match="b.m2 has negative values"):
+        merge_moments(Moments(1, np.zeros(2), np.zeros(2)), Moments(1, np.zeros(2), -np.ones(2)))
