@@ -67,10 +67,12 @@ class Target:
     strict: bool = False
     #: pytest ``-k`` expression narrowing the tests (for large test files).
     select: str | None = None
-    #: mutmut's ``process_isolation``: "forkserver" for modules whose tests run
-    #: Numba kernels (a process forked after Numba started its thread pool
-    #: gets killed), "fork" (faster) for the rest.
-    isolation: str = "fork"
+    #: The tests run Numba kernels. mutmut forks each mutant's process from
+    #: one that has run the tests already; a process forked after Numba's
+    #: ``omp`` or ``tbb`` pool started hangs, so these targets use Numba's
+    #: ``workqueue`` layer, which forks cleanly (the thread-safety tests that
+    #: switch layers are not selected).
+    kernels: bool = False
 
 
 TARGETS = {
@@ -94,14 +96,14 @@ TARGETS = {
         select="reject or bad or running or momentum or cumulative or inference or guards "
                "or buffers or one_value or affine or layout or contiguous or modified "
                "or allocated or subclasses or matches_reference or constant or nan",
-        isolation="forkserver",
+        kernels=True,
     ),
     "moments": Target(
         "bnproof/kernels/_moments.py",
         ("tests/test_kernels.py", "tests/test_moments_mutants.py"),
         strict=True,
         select="moments or merge or Moments",
-        isolation="forkserver",
+        kernels=True,
     ),
     "atomic": Target(
         "bnproof/_atomic.py",
@@ -114,9 +116,9 @@ TARGETS = {
     ),
     "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
     "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",),
-                         isolation="forkserver"),
+                         kernels=True),
     "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",),
-                       isolation="forkserver"),
+                       kernels=True),
     "collect": Target(
         "bnproof/report/_collect.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
@@ -207,15 +209,16 @@ def _prepare(name: str, target: Target, tests: list[str] | None = None) -> Path:
         "    -m",
         "    not slow and not browser",
         *select,
-        f"process_isolation = {target.isolation}",
         "",
     ]
     (work / "setup.cfg").write_text("\n".join(lines), encoding="utf-8")
     return work
 
 
-def _environment(work: Path) -> dict[str, str]:
+def _environment(work: Path, kernels: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    if kernels:
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
     # Subprocesses the tests start (the CLI) must import the mutated copy too.
     env["PYTHONPATH"] = str(work / "mutants")
     return env
@@ -238,10 +241,10 @@ def _forget_survivors(work: Path, target: Target) -> None:
     meta.write_text(json.dumps(data), encoding="utf-8")
 
 
-def _mutmut(work: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def _mutmut(work: Path, *args: str, kernels: bool = False) -> subprocess.CompletedProcess:
     cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
-    return subprocess.run(cmd, cwd=work, env=_environment(work), check=False, text=True,
-                          capture_output=capture)
+    return subprocess.run(cmd, cwd=work, env=_environment(work, kernels), check=False,
+                          text=True, capture_output=True)
 
 
 def _results(work: Path, target: Target) -> dict[str, str]:
@@ -304,7 +307,7 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
     _forget_survivors(work, target)
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
-    proc = _mutmut(work, "run", "--max-children", "1", capture=True)
+    proc = _mutmut(work, "run", "--max-children", "1", kernels=target.kernels)
     if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"mutmut produced no results for {target.module}")
