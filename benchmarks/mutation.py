@@ -16,24 +16,32 @@ Exit status: 0 when every strict target has no surviving mutant that is not
 listed as equivalent and every other target scores at least 90 %, 1
 otherwise, 2 for a usage error.
 
-Why mutmut 3: it mutates each function into trampolined copies inside one
-copy of the package and forks a worker per mutant from a process that has
-already imported SymPy, NumPy and Numba and loaded the kernels from Numba's
-disk cache, so a mutant costs only its tests (about a second), not a fresh
-interpreter (several seconds with SymPy, per mutant, with cosmic-ray's
-one-process-per-mutant runs). It only runs the tests that reach the mutated
-function. It leaves decorated functions alone, so the ``@njit`` bodies in
-``kernels/_jit.py`` (already checked by planted bugs in the kernel tests)
-are never rewritten and the copied package keeps its own Numba cache beside
-its copy of the sources (``.mutation/<target>/mutants/``). What it does not
-mutate: module-level constants (thresholds are checked by the tests' own
-literal numbers instead) and decorated functions.
+Why mutmut 3 (and not cosmic-ray): mutmut mutates each function into
+trampolined copies inside one copy of the package and forks a process per
+mutant from one that has already imported SymPy, NumPy and Numba and
+loaded the kernels from Numba's disk cache, so a mutant costs only the
+tests that reach the mutated function (it records which ones do), about a
+second. cosmic-ray rewrites the module on disk and starts the test command
+afresh for each mutant: several seconds of SymPy import per mutant, and
+every rewrite of a kernel module invalidates Numba's cache of it. mutmut
+leaves decorated functions alone, so the ``@njit`` bodies in
+``kernels/_jit.py`` (checked by the planted bugs of the kernel tests) are
+never rewritten; the copied package keeps its own Numba cache beside its
+copy of the sources (``.mutation/<target>/mutants/``, compiled once per
+target). Forking after Numba started an ``omp`` or ``tbb`` thread pool
+hangs the child, so targets whose tests run kernels use Numba's
+``workqueue`` layer. What mutmut does not mutate, ``PLANTED`` covers with
+hand-planted bugs: decorated functions (the output folder's context
+manager) and module-level constants (the experiments' thresholds).
 
 Adding a target (e.g. ``bnproof/audit/_rules.py`` or ``bnproof/torch/_op.py``
 when they land): add a :class:`Target` to ``TARGETS`` with the module, its
-fast test files, and ``strict=True`` if every surviving mutant must be
-killed or listed as equivalent. Tests that need torch skip without it, so
-run such targets where torch is installed.
+fast test files (``select`` narrows a large file with ``-k``),
+``strict=True`` if every surviving mutant must be killed or listed as
+equivalent, and ``kernels=True`` if its tests run Numba kernels; a rule,
+bridge semantics or claim that mutmut cannot reach gets a :class:`Planted`
+entry. Tests that need torch skip without it, so run such targets where
+torch is installed (a target whose tests all skip scores no kills).
 """
 
 from __future__ import annotations
