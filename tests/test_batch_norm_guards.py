@@ -251,3 +251,20 @@ def test_moments_guards_name_the_moments_function():
         batch_norm_moments(np.ones((3, 2), dtype=np.int32))
     m = batch_norm_moments(_x((4, 3, 2)), channel_axis=-1)
     assert m.count == 12 and m.mean.shape == (2,)
+
+
+def test_read_only_inputs_are_accepted_and_give_the_same_results():
+    # inputs reach the kernels as read-only views; a read-only input must not
+    # be refused on the way (nor made writeable)
+    x = np.cos(np.arange(24.0)).reshape(4, 3, 2)
+    dy = np.sin(np.arange(24.0)).reshape(4, 3, 2)
+    y, mean, invstd = batch_norm_forward(x)
+    dx, _, _ = batch_norm_backward(dy, x, None, mean, invstd)
+    x_ro, dy_ro = x.copy(), dy.copy()
+    x_ro.flags.writeable = dy_ro.flags.writeable = False
+    y2, mean2, invstd2 = batch_norm_forward(x_ro)
+    dx2, _, _ = batch_norm_backward(dy_ro, x_ro, None, mean2, invstd2)
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(batch_norm_moments(x_ro).m2, batch_norm_moments(x).m2)
+    assert not x_ro.flags.writeable and not dy_ro.flags.writeable
