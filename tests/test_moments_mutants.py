@@ -166,3 +166,24 @@ def test_the_negative_m2_message_shows_the_first_three_negatives_only():
 def test_a_single_value_record_must_have_m2_zero_or_more():
     with pytest.raises(ValueError, match="b.m2 has negative values"):
         merge_moments(Moments(1, np.zeros(2), np.zeros(2)), Moments(1, np.zeros(2), -np.ones(2)))
+
+
+@pytest.mark.parametrize("other", ["empty", "float32"])
+def test_float32_records_merge_into_float64_fields(other):
+    # "Returns: Moments of the concatenated batch, float64", also when one
+    # side is empty and the other is returned as it is
+    a = Moments(3, np.array([0.1, 2.5], np.float32), np.array([0.3, 1.0], np.float32),
+                mean_lo=np.array([1e-9, 0.0], np.float32))
+    b = (Moments(0, np.zeros(2, np.float32), np.zeros(2, np.float32)) if other == "empty" else
+         Moments(2, np.array([0.7, 2.0], np.float32), np.array([0.5, 0.5], np.float32)))
+    merged = merge_moments(a, b)
+    for field in (merged.mean, merged.m2, merged.mean_lo):
+        assert field.dtype == np.float64
+    if other == "empty":
+        np.testing.assert_array_equal(merged.mean, a.mean.astype(np.float64))
+        np.testing.assert_array_equal(merged.mean_lo, a.mean_lo.astype(np.float64))
+    else:  # d computed in float64 from the float32 values
+        d = np.float64(np.float32(0.7)) - np.float64(np.float32(0.1)) - np.float64(
+            np.float32(1e-9))
+        assert merged.mean[0] + merged.mean_lo[0] == pytest.approx(
+            np.float64(np.float32(0.1)) + np.float64(np.float32(1e-9)) + d * 2 / 5, rel=1e-15)
