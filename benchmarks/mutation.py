@@ -130,6 +130,7 @@ TARGETS = {
     "collect": Target(
         "bnproof/report/_collect.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
+        kernels=True,
     ),
 }
 
