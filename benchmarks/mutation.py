@@ -269,7 +269,9 @@ def _functions(work: Path, target: Target) -> dict[str, list[str]]:
     out = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            out[node.name] = [ln.strip() for ln in lines[node.lineno:node.end_lineno]]
+            body = [ln.strip() for ln in lines[node.lineno - 1:node.end_lineno]]
+            body[0] = body[0].replace(node.name, "f", 1)  # mutants differ in name only
+            out[node.name] = body
     return out
 
 

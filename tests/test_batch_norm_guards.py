@@ -268,3 +268,99 @@ def test_read_only_inputs_are_accepted_and_give_the_same_results():
     np.testing.assert_array_equal(dx2, dx)
     np.testing.assert_array_equal(batch_norm_moments(x_ro).m2, batch_norm_moments(x).m2)
     assert not x_ro.flags.writeable and not dy_ro.flags.writeable
+
+
+@pytest.mark.parametrize(
+    ("func", "name"),
+    [(F, "x"), (F, "weight"), (F, "bias"), (F, "running_mean"), (F, "running_var"),
+     (B, "x"), (B, "dy"), (B, "weight"), (B, "mean"), (B, "invstd"),
+     ("batch_norm_moments", "x")],
+)
+def test_every_array_argument_is_named_with_its_function(func, name):
+    x = _x()
+    args = {"x": x, "weight": np.ones(3), "bias": np.zeros(3), "running_mean": np.zeros(3),
+            "running_var": np.ones(3), "dy": np.ones_like(x), "mean": np.zeros(3),
+            "invstd": np.ones(3)}
+    args[name] = args[name].astype(np.int64)
+    message = (f"{name} has dtype int64; {func} supports float32 and float64 only "
+               f"(cast with {name}.astype(np.float64))")
+    with _raises(TypeError, message):
+        if func == F:
+            batch_norm_forward(args["x"], args["weight"], args["bias"], args["running_mean"],
+                               args["running_var"])
+        elif func == B:
+            batch_norm_backward(args["dy"], args["x"], args["weight"], args["mean"],
+                                args["invstd"])
+        else:
+            batch_norm_moments(args["x"])
+
+
+@pytest.mark.parametrize(("value", "shown"), [(10**400, "inf"), (-(10**400), "-inf")])
+def test_integers_too_large_for_a_float_are_shown_with_their_sign(value, shown):
+    with _raises(ValueError, f"eps={shown} must be finite and >= 0 (PyTorch's default is 1e-5)"):
+        batch_norm_forward(_x(), eps=value)
+    with pytest.raises(ValueError, match=rf"^momentum={re.escape(shown)} is outside \[0, 1\]"):
+        batch_norm_forward(_x(), momentum=value)
+
+
+def test_a_buffer_with_two_channels_in_one_element_is_refused():
+    shared = np.lib.stride_tricks.as_strided(np.zeros(1), shape=(2,), strides=(0,))
+    with pytest.raises(ValueError, match="running_var has stride 0"):
+        batch_norm_forward(_x((4, 2)), running_mean=np.zeros(2), running_var=shared)
+
+
+def test_read_only_weight_and_bias_are_accepted():
+    w, b = np.full(3, 2.0), np.full(3, 0.5)
+    w.flags.writeable = b.flags.writeable = False
+    y, mean, invstd = batch_norm_forward(_x(), w, b)
+    dx, dw, db = batch_norm_backward(np.ones((4, 3)), _x(), w, mean, invstd)
+    np.testing.assert_allclose(y.mean(axis=0), 0.5, atol=1e-15)
+
+
+def test_the_kernels_are_loaded_on_first_use(monkeypatch):
+    from bnproof.kernels import _batch_norm, _jit
+
+    monkeypatch.setattr(_batch_norm, "_backend_module", None)
+    y, _, _ = batch_norm_forward(_x())
+    assert _batch_norm._backend_module is _jit
+    assert y.shape == (4, 3)
+
+
+def test_backward_counts_values_per_channel_as_a_product():
+    # (2, 3, 2): two samples times two positions, four values per channel
+    x = np.cos(np.arange(12.0)).reshape(2, 3, 2)
+    _, mean, invstd = batch_norm_forward(x)
+    dx, _, _ = batch_norm_backward(np.ones_like(x), x, None, mean, invstd)
+    np.testing.assert_allclose(dx, 0.0, atol=1e-15)
+
+
+def test_statistics_in_x_dtype_are_used_in_float64():
+    # float32 mean and invstd (allowed with float32 x) are converted before
+    # the kernels: the result equals the one with the same values in float64
+    rng = np.random.default_rng(5)
+    x = (1e3 + rng.standard_normal((64, 3))).astype(np.float32)
+    dy = rng.standard_normal((64, 3)).astype(np.float32)
+    _, mean, invstd = batch_norm_forward(x)
+    m32, s32 = mean.astype(np.float32), invstd.astype(np.float32)
+    w = np.ones(3, np.float32)
+    for training in (True, False):
+        got = batch_norm_backward(dy, x, w, m32, s32, training=training)
+        want = batch_norm_backward(dy, x, w, m32.astype(np.float64), s32.astype(np.float64),
+                                   training=training)
+        for g, v in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, v)
+
+
+def test_backward_of_a_constant_channel_at_eps_0_gives_nan_without_warnings():
+    # invstd is inf there; the wrapper's own float64 products run under
+    # errstate, and pytest turns any floating-point warning into an error
+    x = np.ones((4, 2))
+    x[:, 1] = np.arange(4.0)
+    _, mean, invstd = batch_norm_forward(x, eps=0.0)
+    dx, dw, db = batch_norm_backward(np.ones_like(x), x, np.ones(2), mean, invstd)
+    assert np.isnan(dw[0]) and np.isfinite(dw[1]) and db[0] == 4.0
+
+
+def test_moments_carry_the_means_low_part():
+    m = batch_norm_moments(1e8 + np.cos(np.arange(30.0)).reshape(10, 3))
+    assert m.mean_lo is not None and m.mean_lo.shape == (3,) and m.mean_lo.dtype == np.float64
