@@ -364,3 +364,11 @@ def test_backward_of_a_constant_channel_at_eps_0_gives_nan_without_warnings():
 def test_moments_carry_the_means_low_part():
     m = batch_norm_moments(1e8 + np.cos(np.arange(30.0)).reshape(10, 3))
     assert m.mean_lo is not None and m.mean_lo.shape == (3,) and m.mean_lo.dtype == np.float64
+
+
+def test_a_bad_dy_is_cast_like_x():
+    x = _x(dtype=np.float32)
+    _, mean, invstd = batch_norm_forward(x)
+    with _raises(TypeError, f"dy has dtype int64; {B} supports float32 and float64 only "
+                            "(cast with dy.astype(np.float32))"):
+        batch_norm_backward(np.ones((4, 3), np.int64), x, None, mean, invstd)
