@@ -7,7 +7,8 @@ one worker under ``nice``, and prints the mutation score: killed mutants
 over all mutants, not counting the ones listed as equivalent in
 ``benchmarks/mutation_equivalents.md``.
 
-    python benchmarks/mutation.py                   # every target
+    python benchmarks/mutation.py                   # strict targets, planted bugs
+    python benchmarks/mutation.py --all             # every target (hours)
     python benchmarks/mutation.py zero sums         # some targets
     python benchmarks/mutation.py --list            # the targets and their tests
     python benchmarks/mutation.py zero --show       # diffs of the survivors
@@ -389,8 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen targets (all by default) and print one score line each."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", metavar="TARGET",
-                        help=f"targets to run (default: all of {', '.join(TARGETS)})")
+                        help=f"targets to run, of {', '.join([*TARGETS, *PLANTED_TESTS])} "
+                             "(default: the strict ones)")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--all", action="store_true",
+                        help="every target (default: the strict ones and the planted bugs; "
+                             "the others take hours on two cores)")
     parser.add_argument("--show", action="store_true", help="print each survivor's change")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     parser.add_argument("--fresh", action="store_true",
@@ -410,8 +415,11 @@ def main(argv: list[str] | None = None) -> int:
             goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
             print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
         return 0
-    names = args.targets or [*TARGETS, *PLANTED_TESTS]
-    planted = run_planted(names, args.tests)
+    strict = [n for n, t in TARGETS.items() if t.strict]
+    names = [*TARGETS, *PLANTED_TESTS] if args.all else (args.targets or strict)
+    # by default also the planted thresholds of the experiments (not their mutmut runs)
+    planted_for = names if (args.all or args.targets) else [*strict, "accuracy", *PLANTED_TESTS]
+    planted = run_planted(planted_for, args.tests)
     rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
             for n in names if n in TARGETS]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
