@@ -5,7 +5,19 @@ import json
 import numpy as np
 import pytest
 
-from bnproof.experiments.accuracy import ABS_ALLOWANCE, GOAL_ULP, accuracy_vs_offset
+from bnproof.experiments.accuracy import accuracy_vs_offset
+
+#: The accuracy goal for float32 outputs, stated here rather than imported so
+#: that loosening the library's constant cannot loosen the tests: "within 2 ulp
+#: plus 1e-7 absolute" (README, experiments/accuracy.py).
+GOAL_ULP = 2.0
+ABS_ALLOWANCE = 1e-7
+#: What the kernels reach, measured with this file's metrics (outputs 0.41,
+#: input gradients 0.45 at offsets 0..1e6): the README's "within half an ulp".
+REACHED_ULP = 0.5
+#: float32 rounding of a result, relative: one ulp is 2**-23. Measured for
+#: dweight: at most 5.6e-8 (the rounding of the float32 result itself).
+ONE_ULP_REL = 2.0**-23
 
 OFFSETS = [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]
 
@@ -28,9 +40,19 @@ def test_structure_is_plain_json(result):
         assert {"offset_over_std", "method", "max_err_ulp", "max_abs_err"} <= set(row)
 
 
+def test_the_goal_is_the_promised_one(result):
+    # the experiment states and applies "2 ulp plus 1e-7 absolute": a looser
+    # constant in the library changes these numbers, not just the verdicts
+    assert result["setup"]["goal_ulp"] == GOAL_ULP
+    assert result["setup"]["abs_allowance"] == ABS_ALLOWANCE
+    for row in result["rows"]:
+        err = row["max_err_ulp"]
+        assert row["within_goal"] == (err is not None and err <= GOAL_ULP), row
+
+
 def test_bnproof_meets_the_goal_at_every_offset(result):
     for offset, row in _rows(result, "bnproof").items():
-        assert row["max_err_ulp"] <= GOAL_ULP, (offset, row)
+        assert row["max_err_ulp"] <= REACHED_ULP, (offset, row)
         assert row["within_goal"]
 
 
@@ -114,8 +136,9 @@ def test_float32_backward_meets_the_goal_at_large_offsets(offset, shape, axis):
     _, mean, invstd = batch_norm_forward(x, w, np.zeros_like(w), channel_axis=axis)
     dx, dw, _ = batch_norm_backward(dy, x, w, mean, invstd, channel_axis=axis)
     dx_exact, dw_exact = _exact_backward(x, dy, w, axis)
-    assert _ulp_err(dx, dx_exact) <= GOAL_ULP
-    np.testing.assert_allclose(dw, dw_exact, rtol=1e-5, atol=1e-3)
+    assert _ulp_err(dx, dx_exact) <= REACHED_ULP
+    # was rtol=1e-5, atol=1e-3: 180x and 77x looser than what the kernels reach
+    np.testing.assert_allclose(dw, dw_exact, rtol=ONE_ULP_REL, atol=0)
 
 
 def test_backward_accuracy_check_rejects_float32_arithmetic():

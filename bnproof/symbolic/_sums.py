@@ -93,9 +93,14 @@ def _canonical_for(summand: sympy.Basic, k: Symbol) -> Symbol:
 
 
 def _depth(expr: sympy.Basic) -> int:
-    """Return how deeply sums nest in ``expr`` (0 when it has none)."""
+    """Return how deeply sums nest in ``expr`` (0 when it has none), counting limits.
+
+    SymPy merges ``Sum(Sum(f, (m, ...)), (k, ...))`` into one ``Sum`` with two
+    limits: each limit is a level, or an outer index would get the name of an
+    inner one and be captured by it.
+    """
     if isinstance(expr, Sum):
-        return 1 + _depth(expr.function)
+        return len(expr.limits) + _depth(expr.function)
     return max((_depth(arg) for arg in expr.args), default=0)
 
 

@@ -1,0 +1,444 @@
+"""Mutation testing of the core modules, on demand (not part of the test run).
+
+Each target is one module plus the few fast test files that should catch a
+bug planted in it. For each target this script prepares a scratch folder
+under ``.mutation/<target>/`` (git-ignored), runs ``mutmut run`` there with
+one worker under ``nice``, and prints the mutation score: killed mutants
+over all mutants, not counting the ones listed as equivalent in
+``benchmarks/mutation_equivalents.md``.
+
+    python benchmarks/mutation.py                   # strict targets, planted bugs
+    python benchmarks/mutation.py --all             # every target (hours)
+    python benchmarks/mutation.py zero sums         # some targets
+    python benchmarks/mutation.py --list            # the targets and their tests
+    python benchmarks/mutation.py zero --show       # diffs of the survivors
+
+Exit status: 0 when every strict target has no surviving mutant that is not
+listed as equivalent and every other target scores at least 90 %, 1
+otherwise, 2 for a usage error.
+
+Why mutmut 3 (and not cosmic-ray): mutmut mutates each function into
+trampolined copies inside one copy of the package and forks a process per
+mutant from one that has already imported SymPy, NumPy and Numba and
+loaded the kernels from Numba's disk cache, so a mutant costs only the
+tests that reach the mutated function (it records which ones do), about a
+second. cosmic-ray rewrites the module on disk and starts the test command
+afresh for each mutant: several seconds of SymPy import per mutant, and
+every rewrite of a kernel module invalidates Numba's cache of it. mutmut
+leaves decorated functions alone, so the ``@njit`` bodies in
+``kernels/_jit.py`` (checked by the planted bugs of the kernel tests) are
+never rewritten; the copied package keeps its own Numba cache beside its
+copy of the sources (``.mutation/<target>/mutants/``, compiled once per
+target). Forking after Numba started an ``omp`` or ``tbb`` thread pool
+hangs the child, so targets whose tests run kernels use Numba's
+``workqueue`` layer. What mutmut does not mutate, ``PLANTED`` covers with
+hand-planted bugs: decorated functions (the output folder's context
+manager) and module-level constants (the experiments' thresholds).
+
+Adding a target (e.g. ``bnproof/audit/_rules.py`` or ``bnproof/torch/_op.py``
+when they land): add a :class:`Target` to ``TARGETS`` with the module, its
+fast test files (``select`` narrows a large file with ``-k``),
+``strict=True`` if every surviving mutant must be killed or listed as
+equivalent, and ``kernels=True`` if its tests run Numba kernels; a rule,
+bridge semantics or claim that mutmut cannot reach gets a :class:`Planted`
+entry. Tests that need torch skip without it, so run such targets where
+torch is installed (a target whose tests all skip scores no kills).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.md"
+
+#: Goal for targets that are not strict (issue: "at least 90 % elsewhere").
+GOAL = 0.90
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module under mutation and the test files that guard it."""
+
+    module: str
+    tests: tuple[str, ...]
+    strict: bool = False
+    #: pytest ``-k`` expression narrowing the tests (for large test files).
+    select: str | None = None
+    #: The tests run Numba kernels. mutmut forks each mutant's process from
+    #: one that has run the tests already; a process forked after Numba's
+    #: ``omp`` or ``tbb`` pool started hangs, so these targets use Numba's
+    #: ``workqueue`` layer, which forks cleanly (the thread-safety tests that
+    #: switch layers are not selected).
+    kernels: bool = False
+
+
+TARGETS = {
+    "zero": Target(
+        "bnproof/symbolic/_zero.py",
+        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py"),
+        strict=True,
+    ),
+    "sums": Target(
+        "bnproof/symbolic/_sums.py",
+        ("tests/test_symbolic_engine.py", "tests/test_sums_rules.py"),
+        strict=True,
+    ),
+    "batch_norm": Target(
+        "bnproof/kernels/_batch_norm.py",
+        ("tests/test_kernels.py", "tests/test_batch_norm_guards.py"),
+        strict=True,
+        # not the tests that start processes, threads or compile caches
+        # the wrappers' tests: validation, buffers, layouts, glue (not the
+        # threading, cache and compile tests, which start processes)
+        select="reject or bad or running or momentum or cumulative or inference or guards "
+               "or buffers or one_value or affine or layout or contiguous or modified "
+               "or allocated or subclasses or matches_reference or constant or nan",
+        kernels=True,
+    ),
+    "moments": Target(
+        "bnproof/kernels/_moments.py",
+        ("tests/test_kernels.py", "tests/test_moments_mutants.py"),
+        strict=True,
+        select="moments or merge or Moments",
+        kernels=True,
+    ),
+    "atomic": Target(
+        "bnproof/_atomic.py",
+        ("tests/test_atomic.py", "tests/test_atomic_failures.py"),
+        strict=True,
+    ),
+    "engine": Target(
+        "bnproof/symbolic/_engine.py",
+        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
+    ),
+    "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
+    "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",),
+                         kernels=True),
+    "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",),
+                       kernels=True),
+    "collect": Target(
+        "bnproof/report/_collect.py",
+        ("tests/test_report_collect.py", "tests/test_report_failures.py"),
+        kernels=True,
+    ),
+}
+
+@dataclass(frozen=True)
+class Planted:
+    """A bug mutmut cannot plant: in a decorated function or a module-level constant.
+
+    ``before`` must occur exactly once in the module; the target's tests run
+    with it replaced by ``after`` and must fail.
+    """
+
+    target: str
+    module: str
+    before: str
+    after: str
+    why: str
+
+
+PLANTED = (
+    Planted("atomic", "bnproof/_atomic.py",
+            "                os.rename(old, target)\n            raise",
+            "                pass\n            raise",
+            "no rollback when the final rename fails"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "        shutil.rmtree(tmp, ignore_errors=True)\n        raise",
+            "        raise",
+            "the temporary folder is left behind on an error"),
+    Planted("atomic", "bnproof/_atomic.py",
+            '        (tmp / MARKER).write_text("written by bnproof; safe to replace\\n", '
+            'encoding="utf-8")',
+            "        pass",
+            "the marker is not written"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "            _remove_committed(old)", "            pass",
+            "the replaced folder is left beside the new one"),
+    Planted("atomic", "bnproof/_atomic.py",
+            "        if target.exists():\n            old = ",
+            "        if False:\n            old = ",
+            "the previous folder is not moved aside"),
+    Planted("accuracy", "bnproof/experiments/accuracy.py",
+            "GOAL_ULP = 2.0", "GOAL_ULP = 20.0", "the accuracy goal loosened tenfold"),
+    Planted("accuracy", "bnproof/experiments/accuracy.py",
+            "ABS_ALLOWANCE = 1e-7", "ABS_ALLOWANCE = 1e-5", "the absolute allowance loosened"),
+    Planted("drift", "bnproof/experiments/drift.py",
+            "LINE_ROUNDING_UNITS = 64.0", "LINE_ROUNDING_UNITS = 1e9",
+            "drift off the line accepted"),
+    Planted("drift", "bnproof/experiments/drift.py",
+            "LOSS_FIXED_EPS = 16.0", "LOSS_FIXED_EPS = 1e9", "a moving loss accepted"),
+)
+
+#: Test files for the planted bugs of targets that mutmut does not run.
+PLANTED_TESTS = {"drift": ("tests/test_drift.py",)}
+
+
+#: mutmut's exit codes of a mutant's test run, as its ``stats`` module reads them.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
+          34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+          255: "timeout", 37: "killed", None: "not checked"}
+
+
+def _prepare(name: str, target: Target, tests: list[str] | None = None) -> Path:
+    """Lay out ``.mutation/<name>/``: links to the package and tests, and mutmut's config."""
+    work = WORK / name
+    # The folder mutmut fills must exist before it starts: the tests' subprocesses find it
+    # through PYTHONPATH, and a path that did not exist at startup is never searched.
+    (work / "mutants").mkdir(parents=True, exist_ok=True)
+    for entry in ("bnproof", "tests"):
+        link = work / entry
+        if not link.exists():
+            link.symlink_to(ROOT / entry, target_is_directory=True)
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")  # pytest's settings
+    tests = [t for t in (tests or target.tests) if (ROOT / t).exists()]
+    select = ["    -k", f"    {target.select}"] if target.select else []
+    lines = [
+        "[mutmut]",
+        "source_paths = bnproof",
+        f"only_mutate = {target.module}",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in tests),
+        "pytest_add_cli_args =",
+        "    -x",
+        "    -q",
+        "    -p",
+        "    no:cacheprovider",
+        "    -m",
+        "    not slow and not browser",
+        *select,
+        "",
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines), encoding="utf-8")
+    return work
+
+
+def _environment(work: Path, kernels: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    if kernels:
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
+    # Subprocesses the tests start (the CLI) must import the mutated copy too.
+    env["PYTHONPATH"] = str(work / "mutants")
+    return env
+
+
+def _forget_survivors(work: Path, target: Target) -> None:
+    """Mark every mutant that is not killed as unchecked, so new tests get a go at it.
+
+    mutmut keeps results while a function's source is unchanged, even when the
+    tests changed; killed mutants stay killed (``--fresh`` reruns everything).
+    """
+    meta = work / "mutants" / (target.module + ".meta")
+    if not meta.exists():
+        return
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    codes = data["exit_code_by_key"]
+    for key, code in codes.items():
+        if STATUS.get(code) != "killed":
+            codes[key] = None
+    meta.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _mutmut(work: Path, *args: str, kernels: bool = False) -> subprocess.CompletedProcess:
+    cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
+    return subprocess.run(cmd, cwd=work, env=_environment(work, kernels), check=False,
+                          text=True, capture_output=True)
+
+
+def _results(work: Path, target: Target) -> dict[str, str]:
+    meta = work / "mutants" / (target.module + ".meta")
+    data = json.loads(meta.read_text(encoding="utf-8"))
+    return {key: STATUS.get(code, "suspicious") for key, code in data["exit_code_by_key"].items()}
+
+
+def _functions(work: Path, target: Target) -> dict[str, list[str]]:
+    """Source lines of every function in mutmut's copy of the module, by name."""
+    source = (work / "mutants" / target.module).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    out = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            body = [ln.strip() for ln in lines[node.lineno - 1:node.end_lineno]]
+            body[0] = body[0].replace(node.name, "f", 1)  # mutants differ in name only
+            out[node.name] = body
+    return out
+
+
+def _diff(functions: dict[str, list[str]], mutant: str) -> tuple[str, str, str]:
+    """Return (function, removed lines, added lines) of one mutant."""
+    name = mutant.rsplit(".", 1)[-1]
+    original = functions[re.sub(r"__mutmut_\d+$", "__mutmut_orig", name)]
+    changed = difflib.ndiff(original, functions[name])
+    removed, added = [], []
+    for line in changed:
+        (removed if line.startswith("- ") else added if line.startswith("+ ") else []).append(
+            line[2:])
+    function = re.sub(r"__mutmut_\d+$", "", name).removeprefix("x_")
+    function = function.replace("ǁ", ".").strip(".")
+    return function, " ".join(removed), " ".join(added)
+
+
+_ENTRY = re.compile(r"^- `([^`]+)`: `(.*)` → `(.*)`\s*$")
+
+
+def _equivalents() -> dict[str, set[tuple[str, str, str]]]:
+    """Read the listed equivalent mutants: module -> {(function, before, after)}."""
+    listed: dict[str, set[tuple[str, str, str]]] = {}
+    module = None
+    for line in EQUIVALENTS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            module = line[3:].strip().strip("`")
+        elif (match := _ENTRY.match(line)) and module:
+            func, before, after = (" ".join(g.split()) for g in match.groups())
+            listed.setdefault(module, set()).add((func, before, after))
+    return listed
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_target(name: str, target: Target, show: bool, tests: list[str] | None = None,
+               fresh: bool = False) -> dict:
+    """Mutate one target, run its tests against every mutant, and score it."""
+    if fresh:
+        shutil.rmtree(WORK / name, ignore_errors=True)
+    work = _prepare(name, target, tests)
+    _forget_survivors(work, target)
+    print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
+          file=sys.stderr)
+    proc = _mutmut(work, "run", "--max-children", "1", kernels=target.kernels)
+    if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"mutmut produced no results for {target.module}")
+    status = _results(work, target)
+    listed = _equivalents().get(target.module, set())
+    survivors, equivalent = [], []
+    functions = _functions(work, target)
+    for mutant, state in sorted(status.items()):
+        if state in ("survived", "no tests", "timeout", "suspicious", "not checked", "skipped"):
+            func, before, after = _diff(functions, mutant)
+            if state != "timeout" and (func, _norm(before), _norm(after)) in listed:
+                equivalent.append(mutant)
+                status[mutant] = "equivalent"
+            elif state != "timeout":
+                survivors.append((mutant, state, func, before, after))
+            else:
+                status[mutant] = "killed"  # an endless loop is caught, by the timeout
+    total = len(status) - len(equivalent)
+    killed = sum(1 for s in status.values() if s == "killed")
+    score = killed / total if total else 1.0
+    row = {"target": name, "module": target.module, "mutants": len(status),
+           "equivalent": len(equivalent), "killed": killed, "survived": len(survivors),
+           "score": round(score, 4), "strict": target.strict,
+           "survivors": [dict(zip(("mutant", "status", "function", "before", "after"), s,
+                                  strict=True)) for s in survivors]}
+    if show:
+        for mutant, state, func, before, after in survivors:
+            print(f"  {state}: {mutant}\n    {func}: `{before}` → `{after}`")
+    return row
+
+
+def run_planted(names: list[str], override: list[str] | None = None) -> list[dict]:
+    """Plant each bug of ``PLANTED`` for the chosen targets in a copy and run their tests."""
+    bugs = [p for p in PLANTED if p.target in names]
+    if not bugs:
+        return []
+    work = WORK / "planted"
+    shutil.rmtree(work / "bnproof", ignore_errors=True)
+    shutil.copytree(ROOT / "bnproof", work / "bnproof",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    if not (work / "tests").exists():
+        (work / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+    env = dict(os.environ, PYTHONPATH=str(work))
+    rows = []
+    for bug in bugs:
+        path = work / bug.module
+        source = path.read_text(encoding="utf-8")
+        if source.count(bug.before) != 1:
+            rows.append({"target": bug.target, "why": bug.why, "result": "stale"})
+            continue
+        path.write_text(source.replace(bug.before, bug.after), encoding="utf-8")
+        target = TARGETS.get(bug.target)
+        tests = override or (target.tests if target else PLANTED_TESTS[bug.target])
+        tests = [t for t in tests if (ROOT / t).exists()]
+        cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", *tests, "-x", "-q",
+               "-p", "no:cacheprovider", "-m", "not slow and not browser"]
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                              check=False)
+        path.write_text(source, encoding="utf-8")
+        result = {0: "survived", 1: "killed"}.get(proc.returncode, f"error {proc.returncode}")
+        rows.append({"target": bug.target, "why": bug.why, "result": result})
+        print(f"  planted ({bug.target}): {bug.why}: {result}", file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen targets (all by default) and print one score line each."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", metavar="TARGET",
+                        help=f"targets to run, of {', '.join([*TARGETS, *PLANTED_TESTS])} "
+                             "(default: the strict ones)")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--all", action="store_true",
+                        help="every target (default: the strict ones and the planted bugs; "
+                             "the others take hours on two cores)")
+    parser.add_argument("--show", action="store_true", help="print each survivor's change")
+    parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start from scratch (new copy, every mutant rerun)")
+    parser.add_argument("--tests", nargs="+", metavar="FILE",
+                        help="run with these test files instead of the target's own "
+                             "(e.g. the suite before new tests, for a before/after score)")
+    args = parser.parse_args(argv)
+    known = {*TARGETS, *PLANTED_TESTS}
+    unknown = [t for t in args.targets if t not in known]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if shutil.which("nice") is None:
+        parser.error("needs the nice command (the campaign runs at the lowest priority)")
+    if args.list:
+        for name, target in TARGETS.items():
+            goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
+            print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
+        return 0
+    strict = [n for n, t in TARGETS.items() if t.strict]
+    names = [*TARGETS, *PLANTED_TESTS] if args.all else (args.targets or strict)
+    # by default also the planted thresholds of the experiments (not their mutmut runs)
+    planted_for = names if (args.all or args.targets) else [*strict, "accuracy", *PLANTED_TESTS]
+    planted = run_planted(planted_for, args.tests)
+    rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
+            for n in names if n in TARGETS]
+    print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
+          f"{'survived':>8} {'score':>7}")
+    ok = True
+    for r in rows:
+        good = r["survived"] == 0 if r["strict"] else r["score"] >= GOAL
+        ok &= good
+        flag = "" if good else "  (below goal)"
+        print(f"{r['target']:12} {r['module']:36} {r['mutants']:7} {r['equivalent']:5} "
+              f"{r['killed']:6} {r['survived']:8} {r['score']:7.1%}{flag}")
+    for p in planted:
+        ok &= p["result"] == "killed"
+        print(f"planted bug ({p['target']}): {p['why']}: {p['result']}")
+    if args.json:
+        args.json.write_text(json.dumps({"targets": rows, "planted": planted}, indent=1,
+                                        ensure_ascii=False), encoding="utf-8")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
