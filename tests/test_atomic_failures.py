@@ -91,18 +91,18 @@ def test_the_marker_says_what_wrote_the_folder(tmp_path):
 
 
 def test_a_temporary_folder_that_cannot_be_made_is_an_output_dir_error(tmp_path, monkeypatch):
-    real = _atomic.tempfile.mkdtemp
+    real = _atomic._mkdir_unique
 
-    def mkdtemp(*args, prefix=None, **kwargs):
-        if prefix and ".new-" in prefix:
+    def mkdir_unique(parent, prefix):
+        if ".new-" in prefix:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, prefix=prefix, **kwargs)
+        return real(parent, prefix)
 
-    monkeypatch.setattr(_atomic.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(_atomic, "_mkdir_unique", mkdir_unique)
     target = tmp_path / "out"
     with pytest.raises(OutputDirError, match=re.escape(
             f"output folder {str(target)!r} cannot be written (No space left on device); "
-            "choose another --out")):
+            "pass a writable folder with --out")):
         with atomic_output_dir(target):
             pytest.fail("the block must not run")
     assert list(tmp_path.iterdir()) == []
@@ -124,7 +124,7 @@ def test_every_refusal_names_the_folder_and_the_fix(tmp_path, monkeypatch):
     (foreign / "notes.txt").write_text("x")
     with pytest.raises(OutputDirError, match=re.escape(
             f"output folder {str(foreign)!r} exists, is not empty and was not written by "
-            "bnproof; choose another --out or remove it")):
+            "bnproof; choose another --out (e.g. a new folder inside it) or remove it")):
         check_output_dir(foreign)
     missing = tmp_path / "no" / "out"
     with pytest.raises(OutputDirError, match=re.escape(
@@ -133,7 +133,7 @@ def test_every_refusal_names_the_folder_and_the_fix(tmp_path, monkeypatch):
         check_output_dir(missing)
     with pytest.raises(OutputDirError, match=re.escape(
             "output folder '/sys/bnproof-out' cannot be written (") + r".+" + re.escape(
-            " in '/sys'); choose another --out")):
+            " in '/sys'); pass a writable folder with --out")):
         check_output_dir("/sys/bnproof-out")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OutputDirError, match=re.escape(

@@ -69,9 +69,7 @@ def test_shape_and_axis_guards():
     with _raises(ValueError, "channel_axis=-2 is the batch axis of x (shape (4, 3)); use 1 for "
                              "(N, C, ...) or -1 for channels-last (N, ..., C)"):
         batch_norm_forward(_x(), channel_axis=-2)
-    with _raises(ValueError, "x is empty (shape (4, 0)); batch normalization needs at least one "
-                             "value per channel (pass a non-empty batch)"):
-        batch_norm_forward(np.ones((4, 0)))
+    # an empty x is no error: PyTorch returns an empty output (tests/test_kernels_semantics.py)
 
 
 def test_valid_axes_at_the_ends_of_the_range():
@@ -134,12 +132,9 @@ def test_scalar_guards():
         batch_norm_forward(x, eps=float("inf"))
     with _raises(ValueError, "eps=-inf must be finite and >= 0 (PyTorch's default is 1e-5)"):
         batch_norm_forward(x, eps=-10**400)
-    with _raises(TypeError, "momentum must be a number in [0, 1] or None, got False (e.g. 0.1)"):
+    with _raises(TypeError, "momentum must be a real number or None, got False (e.g. 0.1)"):
         batch_norm_forward(x, momentum=False)
-    with _raises(ValueError, "momentum=1.0000001 is outside [0, 1]; PyTorch's convention weights "
-                             "the new batch by momentum (e.g. 0.1; Keras' 0.99 corresponds to "
-                             "0.01)"):
-        batch_norm_forward(x, momentum=1.0000001)
+    batch_norm_forward(x, momentum=1.0000001)  # accepted, as in PyTorch (extrapolates)
     with _raises(TypeError, "num_batches_tracked must be an int >= 0, got True (pass PyTorch's "
                             "count as int(module.num_batches_tracked))"):
         batch_norm_forward(x, rm, rv, momentum=None, num_batches_tracked=True)
@@ -299,8 +294,12 @@ def test_every_array_argument_is_named_with_its_function(func, name):
 def test_integers_too_large_for_a_float_are_shown_with_their_sign(value, shown):
     with _raises(ValueError, f"eps={shown} must be finite and >= 0 (PyTorch's default is 1e-5)"):
         batch_norm_forward(_x(), eps=value)
-    with pytest.raises(ValueError, match=rf"^momentum={re.escape(shown)} is outside \[0, 1\]"):
-        batch_norm_forward(_x(), momentum=value)
+    # momentum is any real number, as in PyTorch: one too large for a float
+    # acts as +-inf, and the running buffers become non-finite (no error)
+    running_mean, running_var = np.zeros(3), np.ones(3)
+    batch_norm_forward(_x(), running_mean=running_mean, running_var=running_var,
+                       training=True, momentum=value)
+    assert not np.isfinite(running_mean).any() and not np.isfinite(running_var).any()
 
 
 def test_a_buffer_with_two_channels_in_one_element_is_refused():

@@ -15,7 +15,8 @@ remains survives. This experiment measures, on the same float32 inputs:
     ``var = E[x^2] - E[x]^2`` in float32, negative values clamped to 0 as
     Flax's ``use_fast_variance`` does: the textbook failure.
 ``torch``
-    ``torch.nn.functional.batch_norm`` in training mode on the CPU (only when
+    ``torch.nn.functional.batch_norm`` in training mode on the CPU, on one
+    thread so that its rounding does not depend on the process (only when
     PyTorch is importable).
 
 Results are plain JSON-serialisable data; nothing is printed or written.
@@ -88,8 +89,16 @@ def _torch_method():
         return None
 
     def run(x32: np.ndarray, eps: float) -> np.ndarray:
-        t = torch.from_numpy(x32)
-        y = torch.nn.functional.batch_norm(t, None, None, training=True, eps=eps)
+        # on one thread: PyTorch's float32 sums depend on its thread count
+        # (which other libraries in the process may have changed), and the
+        # row must be the same in every process
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            t = torch.from_numpy(x32)
+            y = torch.nn.functional.batch_norm(t, None, None, training=True, eps=eps)
+        finally:
+            torch.set_num_threads(threads)
         return y.numpy()
 
     return run
