@@ -97,3 +97,33 @@ def test_multi_index_items_have_readable_distinct_names():
     assert batch.item(x, (2, 3)).name == "x_{2,3}"
     assert batch.item(x, (2, 3)) != batch.item(x, (3, 2))
     assert batch.item(x, 2).name == "x_2"
+
+
+# A Nonzero must not vanish at any N or index value: one witness somewhere
+# used to satisfy it everywhere (found by an adversarial review).
+def _nonzero_only_at_n2(batch, idx):
+    t = Symbol("t", integer=True)
+    return [Nonzero(Symbol("r"), 1 - batch.total(lambda q: KroneckerDelta(q, 3), t))]
+
+
+def _nonzero_except_on_the_diagonal(batch, idx):
+    return [Nonzero(Symbol("d"), batch.item(x, idx["i"]) - batch.item(x, idx["j"]))]
+
+
+def test_a_nonzero_needs_a_witness_at_every_n():
+    # 1 at N = 2, identically 0 from N = 3 on
+    proof = establish("nonzero-only-at-n2", _nonzero_only_at_n2, n_max=4)
+    assert proof.verdict == "unproved" and not proof.symbolic_n
+    assert "witness" in proof.reason
+
+
+def test_a_nonzero_needs_a_witness_at_every_index_tuple():
+    # x_i - x_j is identically 0 at i = j
+    proof = establish("nonzero-off-diagonal", _nonzero_except_on_the_diagonal, free=("i", "j"),
+                      n_max=3)
+    assert proof.verdict == "unproved" and not proof.symbolic_n
+
+
+def test_a_plain_number_from_a_builder_is_accepted():
+    proof = establish("two", lambda batch, idx: [Identity(Symbol("z"), 2, 2, {})], n_max=2)
+    assert proof.verdict == "proved"

@@ -74,6 +74,11 @@ class Identity:
     rhs: sympy.Expr
     ranges: Mapping = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a builder may return plain numbers at a concrete N
+        object.__setattr__(self, "lhs", sympy.sympify(self.lhs))
+        object.__setattr__(self, "rhs", sympy.sympify(self.rhs))
+
 
 @dataclass(frozen=True)
 class Nonzero:
@@ -93,6 +98,10 @@ class Nonzero:
     label: sympy.Expr
     expr: sympy.Expr
     where: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a builder may return a plain number at a concrete N (e.g. batch.size + 1)
+        object.__setattr__(self, "expr", sympy.sympify(self.expr))
 
 
 Item = Identity | Nonzero
@@ -216,6 +225,9 @@ class _Outcome:
     checks: list = field(default_factory=list)
     counterexample: str = ""
     missing: list = field(default_factory=list)
+    #: Why the symbolic route does not cover every N (the verdict may still be
+    #: a proof, from the concrete checks, but not one for symbolic N).
+    symbolic_gaps: list = field(default_factory=list)
 
 
 def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
@@ -261,7 +273,8 @@ def _symbolic_part(items: Sequence[Item], out: _Outcome) -> bool:
             out.steps.append(Step("Derive", sympy.Eq(item.label, item.expr, evaluate=False)))
             try:
                 test = vanishes(item.expr)
-            except SumRuleError:
+            except SumRuleError as exc:
+                out.symbolic_gaps.append(f"{plain(item.label)}: the sum rules refused ({exc})")
                 continue
             if test.is_zero:  # zero for every value of every symbol: never nonzero
                 out.counterexample = out.counterexample or (
@@ -299,7 +312,7 @@ def _concrete_part(
     permutation symmetry (one tuple per orbit there).
     """
     expanded_ok = True
-    witnessed: dict[int, bool] = {}
+    witnessed: dict[tuple, bool] = {}
     shown: set[int] = set()
     for n in range(2, n_max + 1):
         batch = ConcreteBatch(n)
@@ -334,14 +347,16 @@ def _concrete_part(
                         details.append(text)
                         out.counterexample = out.counterexample or text
                 else:
-                    witnessed.setdefault(pos, False)  # a witness is owed, found or not
+                    # a witness is owed at every N and every index tuple, found or not
+                    key = (n, tuple(sorted(indices.items())), pos)
+                    witnessed.setdefault(key, False)
                     for _ in range(_WITNESS_TRIES):
                         try:
                             is_zero, point, value = _evaluate(item.expr, rng, item.where)
                         except SumRuleError:
                             break
                         if is_zero is False:
-                            witnessed[pos] = True
+                            witnessed[key] = True
                             if n == 2 and pos not in shown:
                                 shown.add(pos)
                                 out.steps.append(
@@ -493,7 +508,8 @@ def establish(
         claim_id=claim_id,
         verdict=verdict,
         # only a proof covers symbolic N; a refutation is a counterexample
-        symbolic_n=bool(verdict == "proved" and symbolic and symbolic_ok),
+        symbolic_n=bool(verdict == "proved" and symbolic and symbolic_ok
+                        and not out.symbolic_gaps),
         methods=tuple(methods),
         steps=tuple(out.steps),
         checks=tuple(out.checks),

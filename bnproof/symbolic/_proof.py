@@ -79,7 +79,12 @@ class Proof:
         Whether the claim is proved for a symbolic batch size N: ``True``
         only for a ``proved`` verdict whose symbolic route reduced every
         identity (``False`` when only concrete N were covered, and for
-        ``refuted`` and ``unproved``).
+        ``refuted`` and ``unproved``). A :class:`Nonzero` item is shown by
+        an exact nonzero witness at every concrete N and every index tuple
+        checked; for symbolic N it is only shown not to be the zero
+        function (a nonzero the sum rules refuse makes ``symbolic_n``
+        ``False``), which does not exclude an isolated N beyond ``n_max``
+        where it vanishes.
     methods : tuple of str
         The methods used, e.g. ``("symbolic-N", "expand-N=2..8",
         "rationals-N=2..8")``.
