@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bnproof import _cache
+
 from ._invariances import invariance_data
 
-__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
+__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "proofs_key",
+           "render_figure"]
 
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
 #: except that with ``parallel`` the proofs, then the accuracy experiment, run
@@ -386,6 +389,49 @@ class _Prover:
         self.queue.join_thread()
 
 
+def proofs_key(n_max: int, claims_files: Sequence[str] = ()) -> str:
+    """Return the digest of everything that determines the report's proofs.
+
+    The source of every module of :mod:`bnproof.symbolic`, the versions of
+    SymPy and Python, ``n_max``, the registered claim ids in order and the
+    contents of the user's claims files. Any change gives a new digest, so
+    proofs stored under the old one are not reused.
+    """
+    import platform
+    from pathlib import Path
+
+    import sympy
+
+    import bnproof.symbolic as symbolic
+    from bnproof.symbolic import CLAIMS
+
+    sources = sorted(Path(symbolic.__file__).parent.rglob("*.py"))
+    return _cache.digest(
+        [*sources, *(Path(p) for p in claims_files)],
+        [sympy.__version__, platform.python_version(), n_max, tuple(CLAIMS),
+         len(claims_files)],
+    )
+
+
+def _reuse_proofs(key: str) -> tuple[list, str, float] | None:
+    """Return ``(proofs, stored_at, seconds to load)`` stored under ``key``, or None.
+
+    A stored entry that is not a list of proofs of the registered claims, in
+    registry order, is ignored (and the proofs are computed again).
+    """
+    from bnproof.symbolic import CLAIMS, Proof
+
+    start = time.perf_counter()
+    found = _cache.load("proofs", key)
+    if found is None:
+        return None
+    proofs, stored_at = found
+    if (not isinstance(proofs, list) or not all(isinstance(p, Proof) for p in proofs)
+            or [p.claim_id for p in proofs] != list(CLAIMS)):
+        return None
+    return proofs, stored_at, time.perf_counter() - start
+
+
 def _accuracy_arguments(quick: bool, seed: int) -> dict:
     """Return the keyword arguments of the accuracy experiment for the report."""
     return {
@@ -436,6 +482,7 @@ def collect(
     progress: Progress | None = None,
     parallel: bool = True,
     claims_files: Sequence[str] = (),
+    fresh: bool = False,
 ) -> ReportData:
     """Run the proofs and experiments and gather their results for the report.
 
@@ -458,6 +505,11 @@ def collect(
     claims_files : sequence of str, default ()
         Files of user claims (:func:`bnproof.symbolic.load_claims`) proved
         with the registry's own.
+    fresh : bool, default False
+        Prove every claim in this run. By default proofs stored by an
+        earlier run with the same code digest (:func:`proofs_key`) are
+        reused, and proofs computed here are stored for the next run; the
+        provenance says which happened.
 
     Returns
     -------
@@ -480,6 +532,8 @@ def collect(
         raise TypeError(f"quick must be True or False, got {quick!r}")
     if not isinstance(parallel, bool):
         raise TypeError(f"parallel must be True or False, got {parallel!r}")
+    if not isinstance(fresh, bool):
+        raise TypeError(f"fresh must be True or False, got {fresh!r}")
     seed = _check_seed(seed)
     if stages is None:
         wanted = set(STAGES)
@@ -526,10 +580,19 @@ def collect(
         for path in claims_files:
             load_claims(path)
         n_max = N_MAX_QUICK if quick else N_MAX
-        settings["proofs"] = {"n_max": n_max, "separate_process": parallel}
+        key = proofs_key(n_max, claims_files)
+        reused = None if fresh else _reuse_proofs(key)
+        settings["proofs"] = {"n_max": n_max, "separate_process": parallel and reused is None,
+                              "source": ("computed in this run" if reused is None else
+                                         f"reused from {reused[1]}, same code digest "
+                                         f"{key[:12]}")}
         report("proofs", 0, len(CLAIMS))
         worker_accuracy = None
-        if parallel and "accuracy" in wanted:
+        if reused is not None:
+            claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in reused[0])
+            timings["proofs"] = reused[2]
+            report("proofs", len(claims), len(CLAIMS), "reused from an earlier run")
+        elif parallel and "accuracy" in wanted:
             from bnproof.kernels import kernels_cached
 
             # On a first run both processes compile kernels (the accuracy
@@ -537,13 +600,15 @@ def collect(
             # cached, the proofs are the longer path: the accuracy runs here.
             if not kernels_cached():
                 worker_accuracy = _accuracy_arguments(quick, seed)
-        prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
-                         worker_accuracy)
+        if reused is None:
+            prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
+                             worker_accuracy)
 
     try:
         if prover is not None and not parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+            _cache.store("proofs", key, proofs)
         crosscheck = None
         if "cross-check" in wanted:
             from bnproof.experiments.crosscheck import cross_check
@@ -627,6 +692,7 @@ def collect(
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+            _cache.store("proofs", key, proofs)
     finally:
         if prover is not None:
             prover.close()
