@@ -120,3 +120,27 @@ def test_a_cache_hit_gives_the_same_proofs_as_the_run_that_stored_them():
     assert [[str(s) for s in c.proof.steps] for c in hit.claims] == [
         [str(s) for s in c.proof.steps] for c in fresh.claims]
     assert [c.as_expected for c in hit.claims] == [c.as_expected for c in fresh.claims]
+
+
+def _without_clock(value):
+    """The value without wall times and dates (they differ between any two runs)."""
+    if isinstance(value, dict):
+        return {k: _without_clock(v) for k, v in value.items()
+                if k not in ("timings_seconds", "date", "seconds")}
+    if isinstance(value, (list, tuple)):
+        return [_without_clock(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_with_the_proofs_reused_the_drift_runs_in_a_second_process_with_the_same_results():
+    seen = []
+    there = collect(quick=True, seed=3, stages=("drift", "figures"), parallel=True,
+                    progress=lambda *args: seen.append(args))
+    here = collect(quick=True, seed=3, stages=("drift", "figures"), parallel=False)
+    assert there.settings["drift"]["separate_process"] is True
+    assert here.settings["drift"]["separate_process"] is False
+    assert ("drift", 0, 1, "in a second process") in seen
+    assert repr(_without_clock(there.drift)) == repr(_without_clock(here.drift))
+    assert [f.name for f in there.figures] == [f.name for f in here.figures]
+    assert [f.svg for f in there.figures] == [f.svg for f in here.figures]

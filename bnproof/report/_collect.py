@@ -203,7 +203,33 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
 _WORKER_POLL_SECONDS = 0.5
 
 
-def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None) -> None:
+def _drift_job(drift: dict, figures: bool, queue) -> None:
+    """Run the drift experiment (and render its figures) and send the results."""
+    from bnproof.experiments.drift import run_drift
+
+    start = time.perf_counter()
+    queue.put(("drift-progress", 0, 1, "in a second process"))
+    result = run_drift(**drift, progress=lambda stage, done, total: queue.put(
+        ("drift-progress", done, total, stage)))
+    seconds = time.perf_counter() - start
+    rendered = []
+    if figures:
+        from bnproof import plots
+
+        start = time.perf_counter()
+        drawn = plots.drift_figures(result)
+        for done, (name, fig) in enumerate(drawn.items()):
+            queue.put(("figure-progress", done, len(drawn), name))
+            rendered.append(render_figure(fig, name, _figure_caption(name, fig)))
+        figure_seconds = time.perf_counter() - start
+    else:
+        figure_seconds = 0.0
+    queue.put(("drift", result, seconds, tuple(rendered), figure_seconds))
+
+
+def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
+                  prove: bool = True, drift: dict | None = None,
+                  drift_figures: bool = False) -> None:
     """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back.
 
     ``modules`` are a user's claims files (``bnproof report --claims``),
@@ -211,11 +237,18 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None) -
     :func:`bnproof.experiments.accuracy.accuracy_vs_offset`), run that
     experiment next, in this process: its float32 kernels then compile here
     while the main process compiles and runs the others, so a first run
-    keeps both cores busy.
+    keeps both cores busy. With ``prove=False`` (the proofs were reused from
+    an earlier run) and ``drift`` (keyword arguments of
+    :func:`bnproof.experiments.drift.run_drift`), run the drift experiment
+    here instead, and render its figures with ``drift_figures``.
     """
     import traceback
 
     try:
+        if not prove:
+            if drift is not None:
+                _drift_job(drift, drift_figures, queue)
+            return
         from bnproof.symbolic import load_claims, prove_all
 
         for path in modules:  # a user's claims files (bnproof report --claims)
@@ -250,7 +283,8 @@ class _Prover:
     """
 
     def __init__(self, n_max: int, parallel: bool, report: Callable, modules=(),
-                 accuracy: dict | None = None) -> None:
+                 accuracy: dict | None = None, *, prove: bool = True,
+                 drift: dict | None = None, drift_figures: bool = False) -> None:
         import threading
 
         self.n_max = n_max
@@ -258,7 +292,11 @@ class _Prover:
         self.outcome: tuple | None = None
         #: ``(result, seconds)`` of the accuracy experiment run by the worker.
         self.accuracy: tuple | None = None
+        #: ``(result, seconds, figures, figure seconds)`` of the worker's drift run.
+        self.drift: tuple | None = None
+        self.prove = prove
         self.runs_accuracy = parallel and accuracy is not None
+        self.runs_drift = parallel and not prove and drift is not None
         self.process = self.queue = None
         # re-entrant: handling a message reports progress, which may poll again
         self._lock = threading.RLock()
@@ -273,8 +311,9 @@ class _Prover:
             ctx = multiprocessing.get_context("spawn")
             self.queue = ctx.Queue()
             self.process = ctx.Process(
-                target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy),
-                name="bnproof-proofs", daemon=True,
+                target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy,
+                                            prove, drift, drift_figures),
+                name="bnproof-proofs" if prove else "bnproof-drift", daemon=True,
             )
             self.process.start()
             # Forward the proofs' progress while this process is busy (a first
@@ -307,6 +346,12 @@ class _Prover:
         elif message[0] == "accuracy":
             self.accuracy = (message[1], message[2])
             self.report("accuracy", 1, 1)
+        elif message[0] == "drift-progress":
+            self.report("drift", message[1], message[2], message[3])
+        elif message[0] == "figure-progress":
+            self.report("figures", message[1], message[2], f"{message[3]} (second process)")
+        elif message[0] == "drift":
+            self.drift = message[1:]
         else:
             raise RuntimeError(f"the proofs failed: {message[1]}\n{message[2]}")
 
@@ -342,6 +387,11 @@ class _Prover:
         self._wait(self._finished)
         return self.outcome
 
+    def drift_result(self) -> tuple[dict, float, tuple, float]:
+        """Return the worker's ``(drift result, seconds, figures, figure seconds)``."""
+        self._wait(lambda: self.drift is not None)
+        return self.drift
+
     def accuracy_result(self) -> tuple[dict, float]:
         """Return the worker's ``(accuracy result, seconds)``, waiting for them."""
         self._wait(lambda: self.accuracy is not None)
@@ -375,7 +425,9 @@ class _Prover:
 
     def _finished(self) -> bool:
         """Whether every job of the worker has sent its result."""
-        return self.outcome is not None and (not self.runs_accuracy or self.accuracy is not None)
+        return ((not self.prove or self.outcome is not None)
+                and (not self.runs_accuracy or self.accuracy is not None)
+                and (not self.runs_drift or self.drift is not None))
 
     def close(self) -> None:
         """Stop the worker if it is still running (error or interruption)."""
@@ -439,6 +491,17 @@ def _accuracy_arguments(quick: bool, seed: int) -> dict:
         "shape": ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE,
         "std": 1.0,
         "seed": seed,
+    }
+
+
+def _drift_arguments(quick: bool, seed: int) -> dict:
+    """Return the keyword arguments of the drift experiment for the report."""
+    return {
+        "scenarios": list(DRIFT_SCENARIOS),
+        "steps": DRIFT_STEPS_QUICK if quick else None,
+        "seed": seed,
+        "dtypes": list(DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES),
+        "quick": True,
     }
 
 
@@ -603,6 +666,11 @@ def collect(
         if reused is None:
             prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
                              worker_accuracy)
+    if prover is None and parallel and "drift" in wanted:
+        # No proofs to run (reused, or not asked for): the drift experiment and
+        # its figures take the second core while this one runs the others.
+        prover = _Prover(0, True, report, prove=False, drift=_drift_arguments(quick, seed),
+                         drift_figures="figures" in wanted)
 
     try:
         if prover is not None and not parallel:
@@ -645,27 +713,39 @@ def collect(
             timings["accuracy"] = time.perf_counter() - start
 
         drift = None
+        accuracy_drawn = False
+        drift_elsewhere = prover is not None and prover.runs_drift
         if "drift" in wanted:
+            settings["drift"] = {**_drift_settings(quick), "separate_process": drift_elsewhere}
+            seeds["drift"] = seed
+        figures: list[FigureData] = []
+        if drift_elsewhere:
+            # the accuracy figure first, while the drift experiment finishes
+            if "figures" in wanted and accuracy is not None:
+                from bnproof import plots
+
+                start = time.perf_counter()
+                fig = plots.accuracy_figure(accuracy)
+                report("figures", 0, 1, "accuracy")
+                figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
+                timings["figures"] = time.perf_counter() - start
+            drift, timings["drift"], drawn, seconds = prover.drift_result()
+            if "figures" in wanted:
+                figures[:0] = drawn  # the drift figures come first, as drawn in order
+                timings["figures"] = timings.get("figures", 0.0) + seconds
+            accuracy_drawn = accuracy is not None
+        elif "drift" in wanted:
             from bnproof.experiments.drift import run_drift
 
-            steps = DRIFT_STEPS_QUICK if quick else None
-            dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
-            settings["drift"] = _drift_settings(quick)
-            seeds["drift"] = seed
             start = time.perf_counter()
             report("drift", 0, 1)
             drift = run_drift(
-                DRIFT_SCENARIOS,
-                steps=steps,
-                seed=seed,
-                dtypes=dtypes,
-                quick=True,
+                **_drift_arguments(quick, seed),
                 progress=lambda stage, done, tot: report("drift", done, tot, stage),
             )
             timings["drift"] = time.perf_counter() - start
 
-        figures: list[FigureData] = []
-        if "figures" in wanted:
+        if "figures" in wanted and not drift_elsewhere:
             from bnproof import plots
 
             start = time.perf_counter()
@@ -678,7 +758,7 @@ def collect(
             timings["figures"] = time.perf_counter() - start
         if in_worker:
             accuracy, timings["accuracy"] = prover.accuracy_result()
-        if "figures" in wanted and accuracy is not None:
+        if "figures" in wanted and accuracy is not None and not accuracy_drawn:
             start = time.perf_counter()
             fig = plots.accuracy_figure(accuracy)
             report("figures", len(figures), total, "accuracy")
@@ -689,7 +769,7 @@ def collect(
         elif "figures" in wanted:
             timings.pop("figures", None)
 
-        if prover is not None and parallel:
+        if prover is not None and parallel and prover.prove:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
             _cache.store("proofs", key, proofs)
