@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cache_dir", "digest", "load", "store"]
+__all__ = ["cache_dir", "digest", "exists", "load", "store"]
 
 #: Format of the stored entries; bump it when :func:`store` changes.
 _FORMAT = 1
@@ -63,6 +63,14 @@ def digest(files: Iterable[str | Path] = (), values: Iterable[object] = ()) -> s
 
 def _path(name: str, key: str) -> Path:
     return cache_dir() / f"{name}-{key[:32]}.pickle"
+
+
+def exists(name: str, key: str) -> bool:
+    """Return whether an entry ``name`` is stored under ``key`` (it may still be unreadable)."""
+    try:
+        return _path(name, key).is_file()
+    except OSError:
+        return False
 
 
 def load(name: str, key: str) -> tuple[object, str] | None:

@@ -626,12 +626,21 @@ def collect(
         if progress is not None:
             with report_lock:
                 progress(stage, done, total, detail)
-        if prover is not None and threading.get_ident() == this_thread:
-            prover.poll()
+        if threading.get_ident() == this_thread:
+            for worker in (prover, drifter):
+                if worker is not None:
+                    worker.poll()
 
     from bnproof._provenance import provenance
 
-    prover: _Prover | None = None
+    prover: _Prover | None = None  # the proofs (and on a first run the accuracy)
+    drifter: _Prover | None = None  # the drift experiment, when the proofs are reused
+
+    def start_drifter() -> _Prover:
+        # The proofs are reused (or not asked for): the drift experiment and
+        # its figures take the second core while this one runs the others.
+        return _Prover(0, True, report, prove=False, drift=_drift_arguments(quick, seed),
+                       drift_figures="figures" in wanted)
     timings: dict[str, float] = {}
     settings: dict[str, object] = {"quick": quick}
     seeds: dict[str, int] = {}
@@ -644,6 +653,8 @@ def collect(
             load_claims(path)
         n_max = N_MAX_QUICK if quick else N_MAX
         key = proofs_key(n_max, claims_files)
+        if parallel and "drift" in wanted and not fresh and _cache.exists("proofs", key):
+            drifter = start_drifter()  # before loading the proofs (seconds)
         reused = None if fresh else _reuse_proofs(key)
         settings["proofs"] = {"n_max": n_max, "separate_process": parallel and reused is None,
                               "source": ("computed in this run" if reused is None else
@@ -666,11 +677,8 @@ def collect(
         if reused is None:
             prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
                              worker_accuracy)
-    if prover is None and parallel and "drift" in wanted:
-        # No proofs to run (reused, or not asked for): the drift experiment and
-        # its figures take the second core while this one runs the others.
-        prover = _Prover(0, True, report, prove=False, drift=_drift_arguments(quick, seed),
-                         drift_figures="figures" in wanted)
+    if drifter is None and prover is None and parallel and "drift" in wanted:
+        drifter = start_drifter()
 
     try:
         if prover is not None and not parallel:
@@ -714,7 +722,7 @@ def collect(
 
         drift = None
         accuracy_drawn = False
-        drift_elsewhere = prover is not None and prover.runs_drift
+        drift_elsewhere = drifter is not None
         if "drift" in wanted:
             settings["drift"] = {**_drift_settings(quick), "separate_process": drift_elsewhere}
             seeds["drift"] = seed
@@ -729,7 +737,7 @@ def collect(
                 report("figures", 0, 1, "accuracy")
                 figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
                 timings["figures"] = time.perf_counter() - start
-            drift, timings["drift"], drawn, seconds = prover.drift_result()
+            drift, timings["drift"], drawn, seconds = drifter.drift_result()
             if "figures" in wanted:
                 figures[:0] = drawn  # the drift figures come first, as drawn in order
                 timings["figures"] = timings.get("figures", 0.0) + seconds
@@ -769,13 +777,14 @@ def collect(
         elif "figures" in wanted:
             timings.pop("figures", None)
 
-        if prover is not None and parallel and prover.prove:
+        if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
             _cache.store("proofs", key, proofs)
     finally:
-        if prover is not None:
-            prover.close()
+        for worker in (prover, drifter):
+            if worker is not None:
+                worker.close()
 
     return ReportData(
         claims=claims,
