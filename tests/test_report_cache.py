@@ -144,3 +144,36 @@ def test_with_the_proofs_reused_the_drift_runs_in_a_second_process_with_the_same
     assert repr(_without_clock(there.drift)) == repr(_without_clock(here.drift))
     assert [f.name for f in there.figures] == [f.name for f in here.figures]
     assert [f.svg for f in there.figures] == [f.svg for f in here.figures]
+
+
+def test_crosscheck_reused_derivations_give_the_same_rows_and_say_so():
+    from bnproof.experiments import crosscheck
+
+    crosscheck._derivation.cache_clear()
+    computed = crosscheck.cross_check((2, 3), seed=4, reuse=True)  # stores the code
+    assert computed["setup"]["derivations_reused"] == []
+    crosscheck._derivation.cache_clear()
+    reused = crosscheck.cross_check((2, 3), seed=4, reuse=True)
+    assert reused["setup"]["derivations_reused"] == [2, 3]
+    crosscheck._derivation.cache_clear()
+    fresh = crosscheck.cross_check((2, 3), seed=4)
+    assert reused["rows"] == fresh["rows"] == computed["rows"]  # bit for bit
+    assert crosscheck._derivation_key(2) != crosscheck._derivation_key(3)
+
+
+def test_a_corrupt_derivation_entry_is_derived_again(capsys):
+    from bnproof.experiments import crosscheck
+
+    crosscheck._derivation.cache_clear()
+    crosscheck.cross_check((2,), seed=4, reuse=True)
+    (entry,) = _cache.cache_dir().glob("crosscheck-derivation-*.pickle")
+    for garbage in (b"garbage", None):
+        if garbage is None:  # a readable entry whose code does not compile
+            assert _cache.store("crosscheck-derivation", crosscheck._derivation_key(2), "def (")
+        else:
+            entry.write_bytes(garbage)
+        crosscheck._derivation.cache_clear()
+        result = crosscheck.cross_check((2,), seed=4, reuse=True)
+        assert result["setup"]["derivations_reused"] == []
+        assert all(row["passed"] for row in result["rows"])
+    assert "Traceback" not in capsys.readouterr().err

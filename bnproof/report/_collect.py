@@ -569,10 +569,11 @@ def collect(
         Files of user claims (:func:`bnproof.symbolic.load_claims`) proved
         with the registry's own.
     fresh : bool, default False
-        Prove every claim in this run. By default proofs stored by an
-        earlier run with the same code digest (:func:`proofs_key`) are
-        reused, and proofs computed here are stored for the next run; the
-        provenance says which happened.
+        Prove every claim and derive the cross-check's reference in this
+        run. By default proofs stored by an earlier run with the same code
+        digest (:func:`proofs_key`) are reused, and so is the code of the
+        cross-check's lambdified derivations; what is computed here is
+        stored for the next run. The provenance says which happened.
 
     Returns
     -------
@@ -699,7 +700,14 @@ def collect(
             # cores); say so rather than sit silent.
             report("cross-check", 0, 1,
                    "" if kernels_cached() else "compiling kernels (first run only)")
-            crosscheck = cross_check(n_values, seed=seed)
+            crosscheck = cross_check(n_values, seed=seed, reuse=not fresh)
+            reused_n = crosscheck["setup"].get("derivations_reused", [])
+            settings["cross-check"]["derivations"] = (
+                "computed in this run" if not reused_n else
+                f"lambdified code reused from an earlier run (same code digest) for N = "
+                f"{', '.join(map(str, reused_n))}; the rest computed in this run"
+                if len(reused_n) < len(n_values) else
+                "lambdified code reused from an earlier run (same code digest)")
             report("cross-check", 1, 1)
             timings["cross-check"] = time.perf_counter() - start
 
