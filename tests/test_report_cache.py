@@ -135,9 +135,10 @@ def _without_clock(value):
 @pytest.mark.slow
 def test_with_the_proofs_reused_the_drift_runs_in_a_second_process_with_the_same_results():
     seen = []
-    there = collect(quick=True, seed=3, stages=("drift", "figures"), parallel=True,
+    there = collect(quick=True, seed=3, stages=("accuracy", "drift", "figures"), parallel=True,
                     progress=lambda *args: seen.append(args))
-    here = collect(quick=True, seed=3, stages=("drift", "figures"), parallel=False)
+    here = collect(quick=True, seed=3, stages=("accuracy", "drift", "figures"),
+                   parallel=False)
     assert there.settings["drift"]["separate_process"] is True
     assert here.settings["drift"]["separate_process"] is False
     assert ("drift", 0, 1, "in a second process") in seen

@@ -640,7 +640,10 @@ def collect(
     def start_drifter() -> _Prover:
         # The proofs are reused (or not asked for): the drift experiment and
         # its figures take the second core while this one runs the others.
-        return _Prover(0, True, report, prove=False, drift=_drift_arguments(quick, seed),
+        # This one runs the first scenario (its single figure) after the others.
+        return _Prover(0, True, report, prove=False,
+                       drift={**_drift_arguments(quick, seed),
+                              "scenarios": list(DRIFT_SCENARIOS[1:])},
                        drift_figures="figures" in wanted)
     timings: dict[str, float] = {}
     settings: dict[str, object] = {"quick": quick}
@@ -736,19 +739,41 @@ def collect(
             seeds["drift"] = seed
         figures: list[FigureData] = []
         if drift_elsewhere:
-            # the accuracy figure first, while the drift experiment finishes
-            if "figures" in wanted and accuracy is not None:
+            # The second process runs the other scenarios; this one the first,
+            # then its figure and the accuracy figure, then merges the results
+            # in the order run_drift gives them (the same as one call).
+            from bnproof.experiments.drift import run_drift
+
+            start = time.perf_counter()
+            here = run_drift(
+                **{**_drift_arguments(quick, seed), "scenarios": [DRIFT_SCENARIOS[0]]},
+                progress=lambda stage, done, tot: report("drift", done, tot, stage),
+            )
+            seconds_here = time.perf_counter() - start
+            mine: list[FigureData] = []
+            if "figures" in wanted:
                 from bnproof import plots
 
                 start = time.perf_counter()
-                fig = plots.accuracy_figure(accuracy)
-                report("figures", 0, 1, "accuracy")
-                figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
+                drawn_here = plots.drift_figures(here)
+                if accuracy is not None:
+                    drawn_here["accuracy"] = plots.accuracy_figure(accuracy)
+                for name, fig in drawn_here.items():
+                    report("figures", len(mine), len(drawn_here), name)
+                    mine.append(render_figure(fig, name, _figure_caption(name, fig)))
                 timings["figures"] = time.perf_counter() - start
-            drift, timings["drift"], drawn, seconds = drifter.drift_result()
+            there, seconds_there, drawn, seconds = drifter.drift_result()
+            drift = {key: value for key, value in there.items() if key not in DRIFT_SCENARIOS}
+            drift["parameters"] = {**there["parameters"], "scenarios": list(DRIFT_SCENARIOS)}
+            drift["timings_seconds"] = {**here["timings_seconds"], **there["timings_seconds"]}
+            drift.update((name, (here if name == DRIFT_SCENARIOS[0] else there)[name])
+                         for name in DRIFT_SCENARIOS)
+            timings["drift"] = seconds_here + seconds_there
             if "figures" in wanted:
-                figures[:0] = drawn  # the drift figures come first, as drawn in order
-                timings["figures"] = timings.get("figures", 0.0) + seconds
+                # in the order of one process: the drift figures, then the accuracy
+                figures = ([f for f in mine if f.name != "accuracy"] + list(drawn)
+                           + [f for f in mine if f.name == "accuracy"])
+                timings["figures"] += seconds
             accuracy_drawn = accuracy is not None
         elif "drift" in wanted:
             from bnproof.experiments.drift import run_drift
