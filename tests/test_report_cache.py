@@ -178,3 +178,21 @@ def test_a_corrupt_derivation_entry_is_derived_again(capsys):
         assert result["setup"]["derivations_reused"] == []
         assert all(row["passed"] for row in result["rows"])
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_written_report_says_where_the_proofs_came_from(tmp_path):
+    import dataclasses
+
+    from test_report import sample_data
+
+    from bnproof.report import write_markdown
+
+    for source in ("computed in this run",
+                   "reused from 2026-01-02 03:04:05 UTC, same code digest 0123456789ab"):
+        data = sample_data()
+        data = dataclasses.replace(data, settings={**data.settings,
+                                                   "proofs": {"n_max": 8, "source": source}})
+        out = tmp_path / source[:8]
+        out.mkdir()
+        write_markdown(data, out)
+        assert source in (out / "report.md").read_text(encoding="utf-8")
