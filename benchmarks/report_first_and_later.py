@@ -54,7 +54,8 @@ def main() -> int:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return proc.returncode
         stages = [line for line in proc.stderr.splitlines()
-                  if " 0/" in line or "/1" in line or "reused" in line]
+                  if (" 0/" in line or " 1/1" in line or "reused" in line or "write" in line)
+                  and "(still working)" not in line]
         print("stages of the last run:\n  " + "\n  ".join(stages[-20:]))
     return 0
 
