@@ -26,3 +26,9 @@ def table_proofs():
 
     ids = [cid for _, _, cid in cells()]
     return {p.claim_id: p for p in prove_all(ids, workers=2)}
+
+
+@pytest.fixture(autouse=True)
+def _private_result_cache(tmp_path_factory, monkeypatch):
+    """Give each test an empty result cache (bnproof._cache), never the user's."""
+    monkeypatch.setenv("BNPROOF_CACHE_DIR", str(tmp_path_factory.mktemp("bnproof-cache")))

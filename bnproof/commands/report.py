@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the experiments (default 0)")
     parser.add_argument("--claims", action="append", metavar="FILE.py",
                         help="a Python file registering claims of your own (repeatable)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="prove every claim in this run instead of reusing the proofs an "
+                        "earlier run stored with the same code digest")
 
 
 class _Progress:
@@ -126,11 +129,13 @@ def run(args: argparse.Namespace) -> int:
 
     progress = _Progress()
     try:
-        progress("start", 0, 1, f"proofs in a second process, experiments here -> {target}/")
+        progress("start", 0, 1, f"-> {target}/")
         from bnproof._atomic import atomic_output_dir
         from bnproof.report import collect, write_report
 
         extra = {"claims_files": args.claims} if args.claims else {}
+        if args.fresh:
+            extra["fresh"] = True
         data = collect(quick=args.quick, seed=args.seed, progress=progress, **extra)
         progress("write", 0, 1, str(target))
         with atomic_output_dir(target) as tmp:

@@ -39,13 +39,83 @@ SYMBOLIC_RTOL = 1e-12
 QUANTITIES = ("y", "dx", "dweight", "dbias")
 
 
+#: Batch size -> where its derivation came from in this process ("computed" or
+#: "reused", see :func:`_derivation`).
+_SOURCES: dict[int, str] = {}
+
+
+def _derivation_key(n: int) -> str:
+    """Digest of what determines the lambdified derivation's code for batch size ``n``.
+
+    The source of :mod:`bnproof.symbolic` and of this module, SymPy's,
+    NumPy's and Python's versions, and ``n``.
+    """
+    import platform
+    from pathlib import Path
+
+    import sympy
+
+    import bnproof.symbolic as symbolic
+    from bnproof import _cache
+
+    sources = [*sorted(Path(symbolic.__file__).parent.rglob("*.py")), Path(__file__)]
+    return _cache.digest(sources, ["crosscheck-derivation", sympy.__version__, np.__version__,
+                                   platform.python_version(), n])
+
+
+def _from_source(source: str):
+    """Compile lambdify's generated code in the namespace lambdify gives it (NumPy)."""
+    import sympy
+
+    namespace: dict = {}
+    exec("from numpy import *", namespace)  # what lambdify's printer imports, and more
+    namespace.update(sympy.lambdify([], 0, modules="numpy").__globals__)
+    local: dict = {}
+    exec(compile(source, "<bnproof-crosscheck-derivation>", "exec"), namespace, local)
+    return local["_lambdifygenerated"]
+
+
+def _lambdified_source(f) -> str:
+    """Return the code :func:`sympy.lambdify` generated for ``f``."""
+    import linecache
+
+    return "".join(linecache.getlines(f.__code__.co_filename))
+
+
 @functools.cache
-def _derivation(n: int):
+def _derivation(n: int, reuse: bool = False):
     """Lambdified ``(y, dx, dweight, dbias)`` of the training model for batch size ``n``.
 
     The function takes ``x_1..x_n, g_1..g_n, gamma, beta, eps`` (arrays of
     one value per channel broadcast together) and returns lists of arrays.
+
+    With ``reuse``, the code lambdify generated is stored in bnproof's cache
+    folder under :func:`_derivation_key` and, when found there, compiled
+    instead of derived again: the same text, so the same function. Any
+    problem reading the cache means deriving it here.
     """
+    if reuse:
+        from bnproof import _cache
+
+        key = _derivation_key(n)
+        found = _cache.load("crosscheck-derivation", key)
+        if found is not None and isinstance(found[0], str):
+            try:
+                f = _from_source(found[0])
+            except Exception:  # a corrupt entry: derive it below
+                pass
+            else:
+                _SOURCES[n] = "reused"
+                return f
+        f = _derivation(n)
+        _cache.store("crosscheck-derivation", key, _lambdified_source(f))
+        return f
+    _SOURCES[n] = "computed"
+    return _lambdified(n)
+
+
+def _lambdified(n: int):
+    """Derive the training model's outputs and gradients for ``n`` and lambdify them."""
     import sympy
 
     from bnproof.symbolic._models import (
@@ -72,10 +142,10 @@ def _derivation(n: int):
     return sympy.lambdify([*xs, *gs, gamma, beta, eps], outputs, modules="numpy", cse=True)
 
 
-def _symbolic(xv, gv, w, b):
+def _symbolic(xv, gv, w, b, reuse=False):
     """Evaluate the derivation channel by channel: arrays shaped like the kernel's."""
     n = xv.shape[0]
-    f = _derivation(n)
+    f = _derivation(n, reuse)
     ys, dxs, dw, db = f(*xv, *gv, w, b, EPS)
     return (
         np.array(ys, dtype=np.float64),
@@ -136,7 +206,7 @@ def _check_args(n_values, seed):
     return [int(n) for n in n_values], int(seed)
 
 
-def cross_check(n_values=range(2, 9), *, seed=0) -> dict:
+def cross_check(n_values=range(2, 9), *, seed=0, reuse=False) -> dict:
     """Compare the kernels with the SymPy derivation and finite differences.
 
     Parameters
@@ -146,6 +216,11 @@ def cross_check(n_values=range(2, 9), *, seed=0) -> dict:
     seed : int, default 0
         Seed of the random inputs ``x`` (N, C), ``dy``, ``weight`` and
         ``bias``.
+    reuse : bool, default False
+        Reuse the code of the lambdified derivations stored by an earlier
+        run with the same code digest (bnproof's cache folder), and store
+        the ones derived here. ``"setup"["derivations_reused"]`` lists the
+        N whose derivation was reused.
 
     Returns
     -------
@@ -183,7 +258,7 @@ def cross_check(n_values=range(2, 9), *, seed=0) -> dict:
         b = rng.normal(0.0, 0.5, CHANNELS)
         y, mean, invstd = batch_norm_forward(xv, w, b, eps=EPS)
         dx, dw, db = batch_norm_backward(gv, xv, w, mean, invstd)
-        ref = dict(zip(QUANTITIES, _symbolic(xv, gv, w, b), strict=True))
+        ref = dict(zip(QUANTITIES, _symbolic(xv, gv, w, b, reuse), strict=True))
         got = {"y": y, "dx": dx, "dweight": dw, "dbias": db}
         fd = _finite_difference_errors(xv, w, b, seed)
         for q in QUANTITIES:
@@ -209,6 +284,7 @@ def cross_check(n_values=range(2, 9), *, seed=0) -> dict:
             "dtype": "float64",
             "eps": EPS,
             "seed": seed,
+            "derivations_reused": [n for n in n_values if _SOURCES.get(n) == "reused"],
             "symbolic_rtol": SYMBOLIC_RTOL,
             "finite_diff": "bnproof.testing.grad_errors: <u, J v> by central differences "
             "along 3 random directions of one input at a time vs the kernel's backward",

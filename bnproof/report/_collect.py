@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bnproof import _cache
+
 from ._invariances import invariance_data
 
-__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "render_figure"]
+__all__ = ["STAGES", "ClaimResult", "FigureData", "ReportData", "collect", "proofs_key",
+           "render_figure"]
 
 #: Stages of :func:`collect`, as passed to ``progress``. They run in this order,
 #: except that with ``parallel`` the proofs, then the accuracy experiment, run
@@ -214,7 +217,33 @@ def render_figure(figure, name: str, caption: str) -> FigureData:
 _WORKER_POLL_SECONDS = 0.5
 
 
-def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None) -> None:
+def _drift_job(drift: dict, figures: bool, queue) -> None:
+    """Run the drift experiment (and render its figures) and send the results."""
+    from bnproof.experiments.drift import run_drift
+
+    start = time.perf_counter()
+    queue.put(("drift-progress", 0, 1, "in a second process"))
+    result = run_drift(**drift, progress=lambda stage, done, total: queue.put(
+        ("drift-progress", done, total, stage)))
+    seconds = time.perf_counter() - start
+    rendered = []
+    if figures:
+        from bnproof import plots
+
+        start = time.perf_counter()
+        drawn = plots.drift_figures(result)
+        for done, (name, fig) in enumerate(drawn.items()):
+            queue.put(("figure-progress", done, len(drawn), name))
+            rendered.append(render_figure(fig, name, _figure_caption(name, fig)))
+        figure_seconds = time.perf_counter() - start
+    else:
+        figure_seconds = 0.0
+    queue.put(("drift", result, seconds, tuple(rendered), figure_seconds))
+
+
+def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
+                  prove: bool = True, drift: dict | None = None,
+                  drift_figures: bool = False) -> None:
     """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back.
 
     ``modules`` are a user's claims files (``bnproof report --claims``),
@@ -222,11 +251,18 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None) -
     :func:`bnproof.experiments.accuracy.accuracy_vs_offset`), run that
     experiment next, in this process: its float32 kernels then compile here
     while the main process compiles and runs the others, so a first run
-    keeps both cores busy.
+    keeps both cores busy. With ``prove=False`` (the proofs were reused from
+    an earlier run) and ``drift`` (keyword arguments of
+    :func:`bnproof.experiments.drift.run_drift`), run the drift experiment
+    here instead, and render its figures with ``drift_figures``.
     """
     import traceback
 
     try:
+        if not prove:
+            if drift is not None:
+                _drift_job(drift, drift_figures, queue)
+            return
         from bnproof.symbolic import load_claims, prove_all
 
         for path in modules:  # a user's claims files (bnproof report --claims)
@@ -261,7 +297,8 @@ class _Prover:
     """
 
     def __init__(self, n_max: int, parallel: bool, report: Callable, modules=(),
-                 accuracy: dict | None = None) -> None:
+                 accuracy: dict | None = None, *, prove: bool = True,
+                 drift: dict | None = None, drift_figures: bool = False) -> None:
         import threading
 
         self.n_max = n_max
@@ -269,7 +306,11 @@ class _Prover:
         self.outcome: tuple | None = None
         #: ``(result, seconds)`` of the accuracy experiment run by the worker.
         self.accuracy: tuple | None = None
+        #: ``(result, seconds, figures, figure seconds)`` of the worker's drift run.
+        self.drift: tuple | None = None
+        self.prove = prove
         self.runs_accuracy = parallel and accuracy is not None
+        self.runs_drift = parallel and not prove and drift is not None
         self.process = self.queue = None
         # re-entrant: handling a message reports progress, which may poll again
         self._lock = threading.RLock()
@@ -284,8 +325,9 @@ class _Prover:
             ctx = multiprocessing.get_context("spawn")
             self.queue = ctx.Queue()
             self.process = ctx.Process(
-                target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy),
-                name="bnproof-proofs", daemon=True,
+                target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy,
+                                            prove, drift, drift_figures),
+                name="bnproof-proofs" if prove else "bnproof-drift", daemon=True,
             )
             self.process.start()
             # Forward the proofs' progress while this process is busy (a first
@@ -318,6 +360,12 @@ class _Prover:
         elif message[0] == "accuracy":
             self.accuracy = (message[1], message[2])
             self.report("accuracy", 1, 1)
+        elif message[0] == "drift-progress":
+            self.report("drift", message[1], message[2], message[3])
+        elif message[0] == "figure-progress":
+            self.report("figures", message[1], message[2], f"{message[3]} (second process)")
+        elif message[0] == "drift":
+            self.drift = message[1:]
         else:
             raise RuntimeError(f"the proofs failed: {message[1]}\n{message[2]}")
 
@@ -353,6 +401,11 @@ class _Prover:
         self._wait(self._finished)
         return self.outcome
 
+    def drift_result(self) -> tuple[dict, float, tuple, float]:
+        """Return the worker's ``(drift result, seconds, figures, figure seconds)``."""
+        self._wait(lambda: self.drift is not None)
+        return self.drift
+
     def accuracy_result(self) -> tuple[dict, float]:
         """Return the worker's ``(accuracy result, seconds)``, waiting for them."""
         self._wait(lambda: self.accuracy is not None)
@@ -386,7 +439,9 @@ class _Prover:
 
     def _finished(self) -> bool:
         """Whether every job of the worker has sent its result."""
-        return self.outcome is not None and (not self.runs_accuracy or self.accuracy is not None)
+        return ((not self.prove or self.outcome is not None)
+                and (not self.runs_accuracy or self.accuracy is not None)
+                and (not self.runs_drift or self.drift is not None))
 
     def close(self) -> None:
         """Stop the worker if it is still running (error or interruption)."""
@@ -400,6 +455,49 @@ class _Prover:
         self.queue.join_thread()
 
 
+def proofs_key(n_max: int, claims_files: Sequence[str] = ()) -> str:
+    """Return the digest of everything that determines the report's proofs.
+
+    The source of every module of :mod:`bnproof.symbolic`, the versions of
+    SymPy and Python, ``n_max``, the registered claim ids in order and the
+    contents of the user's claims files. Any change gives a new digest, so
+    proofs stored under the old one are not reused.
+    """
+    import platform
+    from pathlib import Path
+
+    import sympy
+
+    import bnproof.symbolic as symbolic
+    from bnproof.symbolic import CLAIMS
+
+    sources = sorted(Path(symbolic.__file__).parent.rglob("*.py"))
+    return _cache.digest(
+        [*sources, *(Path(p) for p in claims_files)],
+        [sympy.__version__, platform.python_version(), n_max, tuple(CLAIMS),
+         len(claims_files)],
+    )
+
+
+def _reuse_proofs(key: str) -> tuple[list, str, float] | None:
+    """Return ``(proofs, stored_at, seconds to load)`` stored under ``key``, or None.
+
+    A stored entry that is not a list of proofs of the registered claims, in
+    registry order, is ignored (and the proofs are computed again).
+    """
+    from bnproof.symbolic import CLAIMS, Proof
+
+    start = time.perf_counter()
+    found = _cache.load("proofs", key)
+    if found is None:
+        return None
+    proofs, stored_at = found
+    if (not isinstance(proofs, list) or not all(isinstance(p, Proof) for p in proofs)
+            or [p.claim_id for p in proofs] != list(CLAIMS)):
+        return None
+    return proofs, stored_at, time.perf_counter() - start
+
+
 def _accuracy_arguments(quick: bool, seed: int) -> dict:
     """Return the keyword arguments of the accuracy experiment for the report."""
     return {
@@ -407,6 +505,17 @@ def _accuracy_arguments(quick: bool, seed: int) -> dict:
         "shape": ACCURACY_SHAPE_QUICK if quick else ACCURACY_SHAPE,
         "std": 1.0,
         "seed": seed,
+    }
+
+
+def _drift_arguments(quick: bool, seed: int) -> dict:
+    """Return the keyword arguments of the drift experiment for the report."""
+    return {
+        "scenarios": list(DRIFT_SCENARIOS),
+        "steps": DRIFT_STEPS_QUICK if quick else None,
+        "seed": seed,
+        "dtypes": list(DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES),
+        "quick": True,
     }
 
 
@@ -450,6 +559,7 @@ def collect(
     progress: Progress | None = None,
     parallel: bool = True,
     claims_files: Sequence[str] = (),
+    fresh: bool = False,
 ) -> ReportData:
     """Run the proofs and experiments and gather their results for the report.
 
@@ -472,6 +582,12 @@ def collect(
     claims_files : sequence of str, default ()
         Files of user claims (:func:`bnproof.symbolic.load_claims`) proved
         with the registry's own.
+    fresh : bool, default False
+        Prove every claim and derive the cross-check's reference in this
+        run. By default proofs stored by an earlier run with the same code
+        digest (:func:`proofs_key`) are reused, and so is the code of the
+        cross-check's lambdified derivations; what is computed here is
+        stored for the next run. The provenance says which happened.
 
     Returns
     -------
@@ -494,6 +610,8 @@ def collect(
         raise TypeError(f"quick must be True or False, got {quick!r}")
     if not isinstance(parallel, bool):
         raise TypeError(f"parallel must be True or False, got {parallel!r}")
+    if not isinstance(fresh, bool):
+        raise TypeError(f"fresh must be True or False, got {fresh!r}")
     seed = _check_seed(seed)
     if stages is None:
         wanted = set(STAGES)
@@ -523,12 +641,24 @@ def collect(
         if progress is not None:
             with report_lock:
                 progress(stage, done, total, detail)
-        if prover is not None and threading.get_ident() == this_thread:
-            prover.poll()
+        if threading.get_ident() == this_thread:
+            for worker in (prover, drifter):
+                if worker is not None:
+                    worker.poll()
 
     from bnproof._provenance import provenance
 
-    prover: _Prover | None = None
+    prover: _Prover | None = None  # the proofs (and on a first run the accuracy)
+    drifter: _Prover | None = None  # the drift experiment, when the proofs are reused
+
+    def start_drifter() -> _Prover:
+        # The proofs are reused (or not asked for): the drift experiment and
+        # its figures take the second core while this one runs the others.
+        # This one runs the first scenario (its single figure) after the others.
+        return _Prover(0, True, report, prove=False,
+                       drift={**_drift_arguments(quick, seed),
+                              "scenarios": list(DRIFT_SCENARIOS[1:])},
+                       drift_figures="figures" in wanted)
     timings: dict[str, float] = {}
     settings: dict[str, object] = {"quick": quick}
     seeds: dict[str, int] = {}
@@ -540,10 +670,21 @@ def collect(
         for path in claims_files:
             load_claims(path)
         n_max = N_MAX_QUICK if quick else N_MAX
-        settings["proofs"] = {"n_max": n_max, "separate_process": parallel}
+        key = proofs_key(n_max, claims_files)
+        if parallel and "drift" in wanted and not fresh and _cache.exists("proofs", key):
+            drifter = start_drifter()  # before loading the proofs (seconds)
+        reused = None if fresh else _reuse_proofs(key)
+        settings["proofs"] = {"n_max": n_max, "separate_process": parallel and reused is None,
+                              "source": ("computed in this run" if reused is None else
+                                         f"reused from {reused[1]}, same code digest "
+                                         f"{key[:12]}")}
         report("proofs", 0, len(CLAIMS))
         worker_accuracy = None
-        if parallel and "accuracy" in wanted:
+        if reused is not None:
+            claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in reused[0])
+            timings["proofs"] = reused[2]
+            report("proofs", len(claims), len(CLAIMS), "reused from an earlier run")
+        elif parallel and "accuracy" in wanted:
             from bnproof.kernels import kernels_cached
 
             # On a first run both processes compile kernels (the accuracy
@@ -551,13 +692,17 @@ def collect(
             # cached, the proofs are the longer path: the accuracy runs here.
             if not kernels_cached():
                 worker_accuracy = _accuracy_arguments(quick, seed)
-        prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
-                         worker_accuracy)
+        if reused is None:
+            prover = _Prover(n_max, parallel, report, [str(p) for p in claims_files],
+                             worker_accuracy)
+    if drifter is None and prover is None and parallel and "drift" in wanted:
+        drifter = start_drifter()
 
     try:
         if prover is not None and not parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+            _cache.store("proofs", key, proofs)
         crosscheck = None
         if "cross-check" in wanted:
             from bnproof.experiments.crosscheck import cross_check
@@ -572,7 +717,14 @@ def collect(
             # cores); say so rather than sit silent.
             report("cross-check", 0, 1,
                    "" if kernels_cached() else "compiling kernels (first run only)")
-            crosscheck = cross_check(n_values, seed=seed)
+            crosscheck = cross_check(n_values, seed=seed, reuse=not fresh)
+            reused_n = crosscheck["setup"].get("derivations_reused", [])
+            settings["cross-check"]["derivations"] = (
+                "computed in this run" if not reused_n else
+                f"lambdified code reused from an earlier run (same code digest) for N = "
+                f"{', '.join(map(str, reused_n))}; the rest computed in this run"
+                if len(reused_n) < len(n_values) else
+                "lambdified code reused from an earlier run (same code digest)")
             report("cross-check", 1, 1)
             timings["cross-check"] = time.perf_counter() - start
 
@@ -594,27 +746,61 @@ def collect(
             timings["accuracy"] = time.perf_counter() - start
 
         drift = None
+        accuracy_drawn = False
+        drift_elsewhere = drifter is not None
         if "drift" in wanted:
+            settings["drift"] = {**_drift_settings(quick), "separate_process": drift_elsewhere}
+            seeds["drift"] = seed
+        figures: list[FigureData] = []
+        if drift_elsewhere:
+            # The second process runs the other scenarios; this one the first,
+            # then its figure and the accuracy figure, then merges the results
+            # in the order run_drift gives them (the same as one call).
             from bnproof.experiments.drift import run_drift
 
-            steps = DRIFT_STEPS_QUICK if quick else None
-            dtypes = DRIFT_DTYPES_QUICK if quick else DRIFT_DTYPES
-            settings["drift"] = _drift_settings(quick)
-            seeds["drift"] = seed
+            start = time.perf_counter()
+            here = run_drift(
+                **{**_drift_arguments(quick, seed), "scenarios": [DRIFT_SCENARIOS[0]]},
+                progress=lambda stage, done, tot: report("drift", done, tot, stage),
+            )
+            seconds_here = time.perf_counter() - start
+            mine: list[FigureData] = []
+            if "figures" in wanted:
+                from bnproof import plots
+
+                start = time.perf_counter()
+                drawn_here = plots.drift_figures(here)
+                if accuracy is not None:
+                    drawn_here["accuracy"] = plots.accuracy_figure(accuracy)
+                for name, fig in drawn_here.items():
+                    report("figures", len(mine), len(drawn_here), name)
+                    mine.append(render_figure(fig, name, _figure_caption(name, fig)))
+                timings["figures"] = time.perf_counter() - start
+            there, seconds_there, drawn, seconds = drifter.drift_result()
+            drift = {key: value for key, value in there.items() if key not in DRIFT_SCENARIOS}
+            drift["parameters"] = {**there["parameters"], "scenarios": list(DRIFT_SCENARIOS)}
+            drift["timings_seconds"] = {**here["timings_seconds"], **there["timings_seconds"]}
+            drift.update((name, (here if name == DRIFT_SCENARIOS[0] else there)[name])
+                         for name in DRIFT_SCENARIOS)
+            timings["drift"] = seconds_here + seconds_there
+            if "figures" in wanted:
+                # in the order of one process: the drift figures, then the accuracy
+                figures = ([f for f in mine if f.name != "accuracy"] + list(drawn)
+                           + [f for f in mine if f.name == "accuracy"])
+                timings["figures"] += seconds
+            accuracy_drawn = accuracy is not None
+        elif "drift" in wanted:
+            from bnproof.experiments.drift import run_drift
+
             start = time.perf_counter()
             report("drift", 0, 1)
             drift = run_drift(
-                DRIFT_SCENARIOS,
-                steps=steps,
-                seed=seed,
-                dtypes=dtypes,
-                quick=True,
+                **_drift_arguments(quick, seed),
                 progress=lambda stage, done, tot: report("drift", done, tot, stage),
             )
             timings["drift"] = time.perf_counter() - start
 
-        figures: list[FigureData] = []
-        if "figures" in wanted:
+        if "figures" in wanted and not drift_elsewhere:
             from bnproof import plots
 
             start = time.perf_counter()
@@ -627,7 +813,7 @@ def collect(
             timings["figures"] = time.perf_counter() - start
         if in_worker:
             accuracy, timings["accuracy"] = prover.accuracy_result()
-        if "figures" in wanted and accuracy is not None:
+        if "figures" in wanted and accuracy is not None and not accuracy_drawn:
             start = time.perf_counter()
             fig = plots.accuracy_figure(accuracy)
             report("figures", len(figures), total, "accuracy")
@@ -668,9 +854,11 @@ def collect(
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
+            _cache.store("proofs", key, proofs)
     finally:
-        if prover is not None:
-            prover.close()
+        for worker in (prover, drifter):
+            if worker is not None:
+                worker.close()
 
     return ReportData(
         claims=claims,
