@@ -189,3 +189,37 @@ def test_unbatched_conv_through_torch_export_is_not_claimed():
     assert report.capture == "torch.export"
     assert report.findings == () and report.inconsistencies == ()
 
+
+CLI_MODELS = """
+import torch
+from torch import nn
+
+def exits():
+    raise SystemExit(5)
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.bn = nn.BatchNorm1d(3)
+
+    def forward(self, x, y):
+        return self.bn(self.lin(x)) + y
+
+def two_inputs():
+    return Two()
+"""
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("exits", "exit(5)"),
+    ("two_inputs", "forward needs 2 inputs"),
+])
+def test_cli_factory_exit_and_missing_inputs_are_usage_errors(tmp_path, capsys, factory,
+                                                                message):
+    from bnproof.cli import main
+
+    path = tmp_path / "models.py"
+    path.write_text(CLI_MODELS, encoding="utf-8")
+    assert main(["audit", f"{path}:{factory}", "--input-shape", "4,3"]) == 2
+    assert message in capsys.readouterr().err
