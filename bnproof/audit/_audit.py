@@ -15,6 +15,7 @@ from ._propagate import (
     _INSTANCE,
     Carried,
     _label,
+    channel_axis_is_1,
     has_hooks,
     norm_kind,
     propagate,
@@ -30,10 +31,9 @@ _NORMS = (*_BATCH, *_INSTANCE, nn.GroupNorm, nn.LayerNorm)
 
 def _bias_axis(module, rank: int) -> int | None:
     """Return the output axis a module's bias lies along, or None."""
-    if type(module) in _CONV or type(module) in _BATCH or type(module) in _INSTANCE:
-        return 1
-    if type(module) is nn.GroupNorm:
-        return 1
+    if type(module) in (*_CONV, *_BATCH, *_INSTANCE, nn.GroupNorm):
+        # channels on axis 1 only with a batch axis (not on an unbatched input)
+        return 1 if channel_axis_is_1(module, rank) else None
     if type(module) is nn.Linear:
         return rank - 1
     if type(module) is nn.LayerNorm and len(module.normalized_shape) == 1:
@@ -175,6 +175,10 @@ def _scale_findings(gm, modules, model_params) -> list[Finding]:
         if kind is None or shape is None:
             continue
         rows = weight.shape[0]
+        if type(module) in _CONV and not channel_axis_is_1(module, len(shape)):
+            continue  # an unbatched input: its output channels are on axis 0
+        if kind != "layer" and not channel_axis_is_1(norm_module, len(shape)):
+            continue  # the normalization does not take axis 1 as its channels
         if kind in ("batch", "instance"):
             if not (norm_module.training or not norm_module.track_running_stats):
                 continue  # running statistics: no scale invariance

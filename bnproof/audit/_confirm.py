@@ -10,8 +10,9 @@ from ._records import Finding
 
 __all__ = ["DEAD_RTOL", "LIVE_RTOL", "confirm", "outputs"]
 
-#: A dead direction may move an output by at most this, relative to
-#: 1 + max|output|. A cancelled shift of size about 1 leaves float64
+#: A dead direction may move an output by at most this, relative to that
+#: output's own largest entry (each output on its own scale, so a large
+#: unrelated output cannot hide a change). A cancelled shift of size about 1 leaves float64
 #: rounding, which normalizations over few values amplify: a ResNet-50 at
 #: batch 2 and 32x32 inputs (1x1 positions in its last stage) shows up to
 #: 2e-8. A live bias of that size moves outputs by about 1e-2 to 1.
@@ -44,15 +45,44 @@ def _forward(model, inputs) -> list[torch.Tensor]:
 
 
 def _moved(a: list, b: list) -> float:
-    """Largest change of any output, relative to 1 + the largest output."""
-    scale = 1.0 + max((float(t.abs().max()) for t in a if t.numel()), default=0.0)
-    change = max(
-        (float((x - y).abs().max()) for x, y in zip(a, b, strict=True) if x.numel()),
-        default=0.0,
-    )
+    """Largest change of any output, each relative to its own largest entry."""
     if any(not bool(torch.isfinite(t).all()) for t in b):
         return float("inf")
-    return change / scale
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if not x.numel():
+            continue
+        change = float((x - y).abs().max())
+        scale = float(x.abs().max())
+        if change == 0.0:
+            continue
+        worst = max(worst, change / scale if scale > 0.0 else float("inf"))
+    return worst
+
+
+def _activation_scales(work, inputs, names) -> dict[str, float]:
+    """1 + the largest output entry of each named module (where its bias is added)."""
+    scales, handles = dict.fromkeys(names, 1.0), []
+
+    def hook(name):
+        def record(_module, _args, out):
+            for t in outputs(out):
+                if t.numel():
+                    scales[name] = max(scales[name], 1.0 + float(t.detach().abs().max()))
+        return record
+
+    for name in names:
+        handles.append(work.get_submodule(name).register_forward_hook(hook(name)))
+    try:
+        _forward(work, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return scales
+
+
+def _owner(parameter: str) -> str:
+    return parameter.rpartition(".")[0]
 
 
 def _dead_direction(labels, shape, gen) -> torch.Tensor:
@@ -123,10 +153,14 @@ def confirm(model, example_inputs, findings) -> tuple[list[Finding], list[str]]:
     if not findings:
         return kept, problems
     work = copy.deepcopy(model).double().train()
+    # Each perturbation is as large as the activations its parameter is added
+    # to, so a large input cannot make a live change look like rounding.
+    sizes = _activation_scales(work, inputs, {_owner(f.parameter) for f in dead})
     directions = {}
     for f in dead:
         p = work.get_parameter(f.parameter)
-        directions[f.parameter] = _dead_direction(f.blocks, p.shape, gen)
+        directions[f.parameter] = (_dead_direction(f.blocks, p.shape, gen)
+                                   * sizes[_owner(f.parameter)])
     if dead:
         base = _forward(work, inputs)
 
@@ -140,7 +174,8 @@ def confirm(model, example_inputs, findings) -> tuple[list[Finding], list[str]]:
                 p = work.get_parameter(f.parameter)
                 original = p.detach().clone()
                 with torch.no_grad():
-                    p.add_(_live_direction(f.blocks, p.shape, gen))
+                    p.add_(_live_direction(f.blocks, p.shape, gen)
+                           * sizes[_owner(f.parameter)])
                 live = _moved(base, _forward(work, inputs))
                 with torch.no_grad():
                     p.copy_(original)

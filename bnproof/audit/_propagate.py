@@ -246,6 +246,35 @@ def _pool_claim(module) -> str | None:
     return None
 
 
+#: Rank of a batched input (N, C, *spatial) for the modules that also accept
+#: an unbatched one (C, *spatial); their channel axis is 1 only at this rank.
+_BATCHED_RANK = {
+    **{k: n + 2 for n, group in enumerate(
+        zip(_CONV, _INSTANCE, _MAXPOOL[:3], _MAXPOOL[3:], _AVGPOOL, _ADAPTIVE_AVG,
+            strict=True), start=1) for k in group},
+}
+
+
+def channel_axis_is_1(module, rank: int) -> bool:
+    """Whether the module's input/output of this rank has its channels on axis 1.
+
+    Convolutions, instance norms and poolings also take unbatched inputs
+    (channels on axis 0); at any other rank than the batched one the rules
+    do not apply. Batch and group norms always take a batch axis.
+    """
+    expected = _BATCHED_RANK.get(type(module))
+    if expected is not None:
+        return rank == expected
+    if type(module) in _BATCH:
+        return rank in ((2, 3) if type(module) is nn.BatchNorm1d
+                        else (_BATCH.index(type(module)) + 3,))
+    if type(module) is nn.GroupNorm:
+        return rank >= 2
+    if type(module) is nn.Upsample:
+        return rank >= 3
+    return False
+
+
 def _conv_without_padding(module) -> bool:
     padding = module.padding
     if isinstance(padding, str):
@@ -279,7 +308,8 @@ def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
         return _Step(UNKNOWN)
     rank = len(shape_in)
     if kind in _CONV:
-        if state.vary <= {1} and _conv_without_padding(module):
+        if (state.vary <= {1} and _conv_without_padding(module)
+                and channel_axis_is_1(module, rank)):
             return _Step(_with(state, node, modules, PASSTHROUGH["conv"],
                                vary=frozenset({1}), direct=None))
         return _Step(UNKNOWN)
@@ -294,13 +324,13 @@ def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
         return _Step(_with(state, node, modules))
     claim = _pool_claim(module)
     if claim is not None:
-        if state.vary <= {1}:
+        if state.vary <= {1} and channel_axis_is_1(module, rank):
             return _Step(_with(state, node, modules, claim))
         return _Step(UNKNOWN)
     norm = norm_kind(module)
     if norm in ("batch", "instance"):
         uses_batch_stats = module.training or not module.track_running_stats
-        if uses_batch_stats and state.vary <= {1}:
+        if uses_batch_stats and state.vary <= {1} and channel_axis_is_1(module, rank):
             return _Step(None, norm=norm)
         return _Step(UNKNOWN)
     if norm == "layer":
@@ -315,7 +345,8 @@ def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
     if norm == "group":
         if not state.vary:
             return _Step(None, norm=norm)
-        if state.direct is not None and state.vary == {1} and state.direct[0] == 1:
+        if (state.direct is not None and state.vary == {1} and state.direct[0] == 1
+                and channel_axis_is_1(module, rank)):
             per = shape_in[1] // module.num_groups
             groups = [
                 _entries(range(g * per, (g + 1) * per), state.direct[1], param_size)
@@ -340,6 +371,13 @@ _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, operator.itrue
         torch.div}
 _SAME = {"contiguous", "clone", "float", "double", "to"}
 _CAT = {torch.cat, torch.concat}
+
+
+def _floating(node) -> bool:
+    """Whether the node's recorded value is a floating tensor (False when unknown)."""
+    meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
+    dtype = getattr(meta, "dtype", None)
+    return dtype is not None and dtype.is_floating_point
 
 
 def _function_rule(node, states, modules) -> _Step:  # noqa: C901
@@ -386,6 +424,8 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
             dtype_only = all(isinstance(a, torch.dtype) for a in args[1:]) and not node.kwargs
             if not dtype_only:
                 return _Step(UNKNOWN)
+        if not (_floating(first) and _floating(node)):
+            return _Step(UNKNOWN)  # a cast to integers truncates: not a shift
         return _Step(_with(first_state, node, modules))
     if target in _CAT:
         return _Step(_cat(node, states, modules))
@@ -423,7 +463,9 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
                              PASSTHROUGH["avgpool"]))
     pooled = _functional_pool(target, args, node.kwargs)
     if pooled is not None:
-        if state.vary <= {1}:
+        spatial = _FUNC_SPATIAL.get(target)
+        batched = rank >= 3 if spatial is None else rank == spatial + 2
+        if state.vary <= {1} and batched:
             return _Step(_with(state, node, modules, pooled))
         return _Step(UNKNOWN)
     return _Step(UNKNOWN)
@@ -433,6 +475,13 @@ _AVG_FUNCS = {_F.avg_pool1d: 1, _F.avg_pool2d: 2, _F.avg_pool3d: 3}
 _MAX_FUNCS = {_F.max_pool1d, _F.max_pool2d, _F.max_pool3d, _F.adaptive_max_pool1d,
               _F.adaptive_max_pool2d, _F.adaptive_max_pool3d}
 _ADAPTIVE_AVG_FUNCS = {_F.adaptive_avg_pool1d, _F.adaptive_avg_pool2d, _F.adaptive_avg_pool3d}
+
+
+#: Spatial axes of each functional pooling (its batched input has 2 more).
+_FUNC_SPATIAL = {
+    **_AVG_FUNCS,
+    **{f: int(f.__name__[-2]) for f in _MAX_FUNCS | _ADAPTIVE_AVG_FUNCS},
+}
 
 
 def _functional_pool(target, args, kwargs) -> str | None:

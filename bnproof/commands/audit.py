@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -78,6 +79,8 @@ def _load(target: str, name: str):
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
+    except SystemExit as exc:
+        raise UsageError(f"cannot import {target}: it called exit({exc.code})") from None
     except Exception as exc:  # noqa: BLE001 - the user's file: report, do not crash
         raise UsageError(f"cannot import {target}: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, name, None)
@@ -85,8 +88,31 @@ def _load(target: str, name: str):
         raise UsageError(f"{target} has no callable {name}")
     try:
         return factory()
+    except SystemExit as exc:
+        raise UsageError(f"{target}:{name}() called exit({exc.code}) instead of returning "
+                         "a model") from None
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"{target}:{name}() failed: {type(exc).__name__}: {exc}") from None
+
+
+def _check_input_count(model, given: int) -> None:
+    """Reject a forward that needs more (or takes fewer) inputs than --input-shape gives."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return  # no signature to read: the trace reports what goes wrong
+    kinds = [p.kind for p in signature.parameters.values()]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    needed = sum(1 for p in signature.parameters.values()
+                 if p.kind in positional and p.default is inspect.Parameter.empty)
+    at_most = (None if inspect.Parameter.VAR_POSITIONAL in kinds
+               else sum(1 for k in kinds if k in positional))
+    if given < needed:
+        raise UsageError(f"the model's forward needs {needed} inputs; --input-shape was given "
+                         f"{given} time(s): give one --input-shape per input")
+    if at_most is not None and given > at_most:
+        raise UsageError(f"the model's forward takes at most {at_most} input(s); "
+                         f"--input-shape was given {given} times")
 
 
 def table(report, notes=()) -> str:
@@ -167,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{target}:{name}() returned {type(model).__name__}, not a torch.nn.Module"
         )
+    _check_input_count(model, len(args.input_shape))
     dtype = getattr(torch, args.dtype)
     model = model.to(dtype)
     gen = torch.Generator().manual_seed(0)
