@@ -72,13 +72,19 @@ class _Partition:
         return tuple(out)
 
 
-def _candidates(gm, model_params):
-    """(name, parameter, module name, call nodes) for every bias the rules know."""
+def _graph_uses(gm):
+    """Attributes the graph reads directly, and each module's call nodes."""
     used_directly = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
     calls = defaultdict(list)
     for node in gm.graph.nodes:
         if node.op == "call_module":
             calls[node.target].append(node)
+    return used_directly, calls
+
+
+def _candidates(gm, model_params):
+    """(name, parameter, module name, call nodes) for every bias the rules know."""
+    used_directly, calls = _graph_uses(gm)
     owners = defaultdict(list)
     for mname, module in gm.named_modules(remove_duplicate=False):
         for pname, p in module.named_parameters(recurse=False):
@@ -143,11 +149,7 @@ def _dead_finding(gm, modules, name, bias, mname, module, nodes) -> Finding | No
 
 def _scale_findings(gm, modules, model_params) -> list[Finding]:
     """Weights whose output feeds only a normalization that removes their scale."""
-    used_directly = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
-    calls = defaultdict(list)
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target].append(node)
+    used_directly, calls = _graph_uses(gm)
     owners = defaultdict(int)
     for _, module in gm.named_modules(remove_duplicate=False):
         for _, p in module.named_parameters(recurse=False):
