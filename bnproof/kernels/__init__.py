@@ -26,6 +26,8 @@ merge_moments
 kernels_cached
     Whether the kernels are in Numba's disk cache (``False``: the next
     calls compile, about a minute on a first run).
+warm_up
+    Compile (or load) the kernels of two-axis batches now, not on first use.
 """
 
 from ._batch_norm import batch_norm_backward as batch_norm_backward
@@ -35,6 +37,7 @@ from ._dask import dask_moments as dask_moments
 from ._moments import Moments as Moments
 from ._moments import merge_moments as merge_moments
 from ._warm import kernels_cached as kernels_cached
+from ._warm import warm_up as warm_up
 
 __all__ = [
     "Moments",
@@ -44,4 +47,5 @@ __all__ = [
     "dask_moments",
     "kernels_cached",
     "merge_moments",
+    "warm_up",
 ]
