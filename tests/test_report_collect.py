@@ -56,8 +56,12 @@ def test_a_failing_proof_worker_is_reported_not_swallowed():
 
     messages = queue.Queue()
     _prove_worker(-1, messages)  # an invalid n_max: prove_all refuses it
-    message = messages.get_nowait()
+    got = []
+    while not messages.empty():
+        got.append(messages.get_nowait())
+    message = got[-1]
     assert message[0] == "error" and "n_max" in message[1]
+    assert not any(m[0] in ("proof", "done") for m in got)  # nothing proved, not "done"
     prover = _Prover(4, parallel=False, report=lambda *a: None)
     with pytest.raises(RuntimeError, match="the proofs failed"):
         prover._handle(message)
@@ -96,3 +100,32 @@ def test_with_warm_kernels_the_accuracy_runs_here(monkeypatch):
     data = collect(quick=True, seed=1, stages=("accuracy",), parallel=True,
                    progress=lambda *args: seen.append(args))
     assert ("accuracy", 0, 1, "") in seen and data.settings["accuracy"]["separate_process"] is False
+
+
+@pytest.mark.slow
+def test_the_claims_are_shared_between_the_two_processes(monkeypatch):
+    # the main process proves the claims the worker has not taken yet: each
+    # claim is proved once, by one of the two, and the list is in registry order
+    from bnproof.report import _collect
+    from bnproof.symbolic import CLAIMS
+
+    taken = []
+    real_take = _collect._take
+
+    def take_here(counter, total):
+        index = real_take(counter, total)
+        taken.append(index)
+        return index
+
+    monkeypatch.setattr(_collect, "_take", take_here)
+    seen = []
+    data = collect(quick=True, seed=1, stages=("proofs",), fresh=True,
+                   progress=lambda *args: seen.append(args))
+    assert [c.proof.claim_id for c in data.claims] == list(CLAIMS)
+    assert all(c.as_expected for c in data.claims)
+    # the main process reached the shared counter (it proved some, or found none left)
+    assert taken and taken[-1] is None
+    here = [i for i in taken if i is not None]
+    assert len(here) == len(set(here))
+    counts = [args[1] for args in seen if args[0] == "proofs"]
+    assert counts == sorted(counts) and counts[-1] == len(CLAIMS)

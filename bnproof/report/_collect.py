@@ -246,10 +246,25 @@ def _drift_job(drift: dict, figures: bool, queue) -> None:
     queue.put(("drift", result, seconds, tuple(rendered), figure_seconds))
 
 
+def _take(counter, total: int) -> int | None:
+    """Return the next claim index to prove from the shared ``counter``, or None."""
+    with counter.get_lock():
+        index = counter.value
+        if index >= total:
+            return None
+        counter.value = index + 1
+        return index
+
+
 def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
                   prove: bool = True, drift: dict | None = None,
-                  drift_figures: bool = False) -> None:
-    """Run :func:`bnproof.symbolic.prove_all` and send progress and proofs back.
+                  drift_figures: bool = False, counter=None) -> None:
+    """Prove the registered claims and send each proof back as it is done.
+
+    The claims are taken one at a time from the shared ``counter`` (an index
+    into the registry), so the main process can prove the remaining ones
+    beside this one once its own stages are done; with ``counter=None``
+    this process proves them all.
 
     ``modules`` are a user's claims files (``bnproof report --claims``),
     loaded first. With ``accuracy`` (keyword arguments of
@@ -269,7 +284,7 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
             if drift is not None:
                 _drift_job(drift, drift_figures, queue)
             return
-        from bnproof.symbolic import load_claims, prove_all
+        from bnproof.symbolic import CLAIMS, load_claims, prove_all
 
         for path in modules:  # a user's claims files (bnproof report --claims)
             load_claims(path)
@@ -285,12 +300,15 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
             warm_up(["float32"])
             result = accuracy_vs_offset(**accuracy)
             queue.put(("accuracy", result, time.perf_counter() - start))
-        start = time.perf_counter()
-        proofs = prove_all(
-            n_max=n_max, progress=lambda cid, done, total: queue.put(("progress", cid, done, total))
-        )
-        seconds = time.perf_counter() - start
-        queue.put(("done", proofs, seconds))
+        if counter is None:
+            import multiprocessing
+
+            counter = multiprocessing.Value("l", 0)
+        ids = list(CLAIMS)
+        queue.put(("proofs-start", time.monotonic()))
+        while (index := _take(counter, len(ids))) is not None:
+            queue.put(("proof", index, prove_all([ids[index]], n_max=n_max)[0]))
+        queue.put(("done",))
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # reported to the parent, which re-raises
@@ -302,6 +320,9 @@ class _Prover:
 
     SymPy runs on one core; in a separate process it overlaps with the
     numeric stages (Numba compilation, experiments, figures) on the other.
+    The claims are shared out one at a time, so when this process has
+    finished its own stages, :meth:`result` proves the ones the worker has
+    not taken yet, beside it.
     """
 
     def __init__(self, n_max: int, parallel: bool, report: Callable, modules=(),
@@ -311,7 +332,13 @@ class _Prover:
 
         self.n_max = n_max
         self.report = report
-        self.outcome: tuple | None = None
+        #: The proofs received so far, by index in the registry.
+        self.proofs: dict[int, object] = {}
+        self.ids: list[str] = []
+        #: ``time.monotonic()`` when the first proof began; whether the worker took its last claim.
+        self.proofs_started: float | None = None
+        self.worker_done = False
+        self.counter = None
         #: ``(result, seconds)`` of the accuracy experiment run by the worker.
         self.accuracy: tuple | None = None
         #: ``(result, seconds, figures, figure seconds)`` of the worker's drift run.
@@ -332,9 +359,15 @@ class _Prover:
             # "spawn": a fresh interpreter, safe whatever threads this one runs.
             ctx = multiprocessing.get_context("spawn")
             self.queue = ctx.Queue()
+            if prove:
+                from bnproof.symbolic import CLAIMS
+
+                self.ids = list(CLAIMS)
+                # claims are shared out one at a time: the next index to prove
+                self.counter = ctx.Value("l", 0)
             self.process = ctx.Process(
                 target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy,
-                                            prove, drift, drift_figures),
+                                            prove, drift, drift_figures, self.counter),
                 name="bnproof-proofs" if prove else "bnproof-drift", daemon=True,
             )
             self.process.start()
@@ -358,11 +391,12 @@ class _Prover:
             self._forwarder.join()
 
     def _handle(self, message: tuple) -> None:
-        if message[0] == "progress":
-            _, cid, done, total = message
-            self.report("proofs", done, total, cid)
+        if message[0] == "proof":
+            self._keep(message[1], message[2])
+        elif message[0] == "proofs-start":
+            self._started(message[1])
         elif message[0] == "done":
-            self.outcome = (message[1], message[2])
+            self.worker_done = True
         elif message[0] == "accuracy-start":
             self.report("accuracy", 0, 1, "in the proofs' process, after compiling its kernels")
         elif message[0] == "accuracy":
@@ -394,8 +428,24 @@ class _Prover:
             finally:
                 self._polling = False
 
+    def _started(self, when: float) -> None:
+        if self.proofs_started is None or when < self.proofs_started:
+            self.proofs_started = when
+
+    def _keep(self, index: int, proof) -> None:
+        """Keep the proof of claim ``index`` and report the count so far."""
+        if proof.claim_id != self.ids[index]:
+            raise RuntimeError(f"the proofs' process proved {proof.claim_id} as claim {index}, "
+                               f"which is {self.ids[index]} here: the registries differ")
+        self.proofs[index] = proof
+        self.report("proofs", len(self.proofs), len(self.ids), proof.claim_id)
+
     def result(self) -> tuple[list, float]:
-        """Return ``(proofs, seconds)``, waiting for the worker if there is one."""
+        """Return ``(proofs, seconds)``; prove here the claims the worker has not taken.
+
+        The seconds are the wall time from the first proof's start to the
+        last one's end, whichever process proved them.
+        """
         if self.process is None:
             from bnproof.symbolic import prove_all
 
@@ -406,8 +456,17 @@ class _Prover:
             )
             return proofs, time.perf_counter() - start
 
+        from bnproof.symbolic import prove_all
+
+        while (index := _take(self.counter, len(self.ids))) is not None:
+            self._started(time.monotonic())
+            proof = prove_all([self.ids[index]], n_max=self.n_max)[0]
+            with self._lock:
+                self._keep(index, proof)
         self._wait(self._finished)
-        return self.outcome
+        proofs = [self.proofs[i] for i in range(len(self.ids))]
+        started = self.proofs_started if self.proofs_started is not None else time.monotonic()
+        return proofs, time.monotonic() - started
 
     def drift_result(self) -> tuple[dict, float, tuple, float]:
         """Return the worker's ``(drift result, seconds, figures, figure seconds)``."""
@@ -447,7 +506,7 @@ class _Prover:
 
     def _finished(self) -> bool:
         """Whether every job of the worker has sent its result."""
-        return ((not self.prove or self.outcome is not None)
+        return ((not self.prove or self.worker_done)
                 and (not self.runs_accuracy or self.accuracy is not None)
                 and (not self.runs_drift or self.drift is not None))
 
