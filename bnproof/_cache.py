@@ -90,11 +90,13 @@ def load(name: str, key: str) -> tuple[object, str] | None:
         return None
 
 
-def store(name: str, key: str, value: object) -> bool:
+def store(name: str, key: str, value: object, dumps=None) -> bool:
     """Store ``value`` as the entry ``name`` under ``key``; return whether it was stored.
 
     The file is written under a temporary name and renamed into place, so a
     reader never sees half an entry. An unwritable folder stores nothing.
+    ``dumps`` turns the entry into bytes that :func:`pickle.load` reads
+    (default :func:`pickle.dumps`; e.g. :func:`bnproof.symbolic.to_bytes`).
     """
     target = _path(name, key)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
@@ -102,8 +104,9 @@ def store(name: str, key: str, value: object) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         stored_at = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         entry = {"format": _FORMAT, "key": key, "stored_at": stored_at, "value": value}
+        data = (dumps or (lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)))(entry)
         with open(tmp, "wb") as fh:
-            pickle.dump(entry, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(data)
         os.replace(tmp, target)
         return True
     except Exception:  # read-only folder, full disk, unpicklable value: not cached

@@ -284,7 +284,7 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
             if drift is not None:
                 _drift_job(drift, drift_figures, queue)
             return
-        from bnproof.symbolic import CLAIMS, load_claims, prove_all
+        from bnproof.symbolic import CLAIMS, load_claims, prove_all, to_bytes
 
         for path in modules:  # a user's claims files (bnproof report --claims)
             load_claims(path)
@@ -307,7 +307,8 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
         ids = list(CLAIMS)
         queue.put(("proofs-start", time.monotonic()))
         while (index := _take(counter, len(ids))) is not None:
-            queue.put(("proof", index, prove_all([ids[index]], n_max=n_max)[0]))
+            # as bytes that load without evaluating anything again (to_bytes)
+            queue.put(("proof", index, to_bytes(prove_all([ids[index]], n_max=n_max)[0])))
         queue.put(("done",))
     except KeyboardInterrupt:
         pass
@@ -392,7 +393,9 @@ class _Prover:
 
     def _handle(self, message: tuple) -> None:
         if message[0] == "proof":
-            self._keep(message[1], message[2])
+            import pickle
+
+            self._keep(message[1], pickle.loads(message[2]))
         elif message[0] == "proofs-start":
             self._started(message[1])
         elif message[0] == "done":
@@ -732,7 +735,7 @@ def collect(
 
     claims: tuple[ClaimResult, ...] = ()
     if "proofs" in wanted:
-        from bnproof.symbolic import CLAIMS, load_claims
+        from bnproof.symbolic import CLAIMS, load_claims, to_bytes
 
         for path in claims_files:
             load_claims(path)
@@ -769,7 +772,7 @@ def collect(
         if prover is not None and not parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
-            _cache.store("proofs", key, proofs)
+            _cache.store("proofs", key, proofs, dumps=to_bytes)
         crosscheck = None
         if "cross-check" in wanted:
             from bnproof.experiments.crosscheck import cross_check
@@ -921,7 +924,7 @@ def collect(
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
             claims = tuple(ClaimResult(CLAIMS[p.claim_id], p) for p in proofs)
-            _cache.store("proofs", key, proofs)
+            _cache.store("proofs", key, proofs, dumps=to_bytes)
     finally:
         for worker in (prover, drifter):
             if worker is not None:

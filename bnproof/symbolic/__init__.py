@@ -52,6 +52,7 @@ from ._models import rms as rms
 from ._models import training as training
 from ._models import u as u
 from ._models import x as x
+from ._pickling import to_bytes as to_bytes
 from ._proof import VERDICTS as VERDICTS
 from ._proof import Check as Check
 from ._proof import Claim as Claim
@@ -117,6 +118,7 @@ __all__ = [
     "strip_stop_gradients",
     "table",
     "tensor",
+    "to_bytes",
     "training",
     "u",
     "vanishes",

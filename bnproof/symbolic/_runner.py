@@ -10,6 +10,7 @@ pipe, so terminating one never touches another's channel.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ def _worker(conn, n_max: int, modules: Sequence[str]) -> None:
 
     try:
         from . import _registry
+        from ._pickling import to_bytes
         from ._registry import load_claims
 
         for path in modules:
@@ -44,7 +46,8 @@ def _worker(conn, n_max: int, modules: Sequence[str]) -> None:
             if cid is None:
                 return
             try:
-                conn.send(("done", cid, _registry.CLAIMS[cid].prove(n_max)))
+                # as bytes that load without evaluating anything again
+                conn.send(("done", cid, to_bytes(_registry.CLAIMS[cid].prove(n_max))))
             except Exception as exc:  # reported as unproved by the parent
                 conn.send(("error", cid, f"{type(exc).__name__}: {exc}",
                            traceback.format_exc()))
@@ -150,7 +153,7 @@ def run_claims(
                     if message[0] == "ready":
                         slot.ready = True
                     elif message[0] == "done":
-                        finished = message[2]
+                        finished = pickle.loads(message[2])
                     elif message[0] == "error":
                         finished = Proof(message[1], "unproved", False, (),
                                          reason=f"the proof raised {message[2]}")
