@@ -272,8 +272,9 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
     the float32 kernels and run that experiment, in this process, while the
     main process compiles the float64 ones: a first run keeps both cores
     busy, and compiles each kernel once (the main process's drift
-    experiment then loads the float32 kernels from the disk cache). With ``prove=False`` (the proofs were reused from
-    an earlier run) and ``drift`` (keyword arguments of
+    experiment then loads the float32 kernels from the disk cache). With
+    ``prove=False`` (the proofs were reused from an earlier run) and
+    ``drift`` (keyword arguments of
     :func:`bnproof.experiments.drift.run_drift`), run the drift experiment
     here instead, and render its figures with ``drift_figures``.
     """
@@ -824,8 +825,9 @@ def collect(
         figures: list[FigureData] = []
         if drift_elsewhere:
             # The second process runs the other scenarios; this one the first,
-            # then its figure and the accuracy figure, then merges the results
-            # in the order run_drift gives them (the same as one call).
+            # then its figure and the accuracy figure, and (after its other
+            # stages) merges the results in the order run_drift gives them
+            # (the same as one call).
             from bnproof.experiments.drift import run_drift
 
             start = time.perf_counter()
@@ -846,18 +848,8 @@ def collect(
                     report("figures", len(mine), len(drawn_here), name)
                     mine.append(render_figure(fig, name, _figure_caption(name, fig)))
                 timings["figures"] = time.perf_counter() - start
-            there, seconds_there, drawn, seconds = drifter.drift_result()
-            drift = {key: value for key, value in there.items() if key not in DRIFT_SCENARIOS}
-            drift["parameters"] = {**there["parameters"], "scenarios": list(DRIFT_SCENARIOS)}
-            drift["timings_seconds"] = {**here["timings_seconds"], **there["timings_seconds"]}
-            drift.update((name, (here if name == DRIFT_SCENARIOS[0] else there)[name])
-                         for name in DRIFT_SCENARIOS)
-            timings["drift"] = seconds_here + seconds_there
-            if "figures" in wanted:
-                # in the order of one process: the drift figures, then the accuracy
-                figures = ([f for f in mine if f.name != "accuracy"] + list(drawn)
-                           + [f for f in mine if f.name == "accuracy"])
-                timings["figures"] += seconds
+            # merged below, after the audit and the precise statistics: on a
+            # later run the second process is the longer path
             accuracy_drawn = accuracy is not None
         elif "drift" in wanted:
             from bnproof.experiments.drift import run_drift
@@ -881,18 +873,6 @@ def collect(
                 report("figures", len(figures), total, name)
                 figures.append(render_figure(fig, name, _figure_caption(name, fig)))
             timings["figures"] = time.perf_counter() - start
-        if in_worker:
-            accuracy, timings["accuracy"] = prover.accuracy_result()
-        if "figures" in wanted and accuracy is not None and not accuracy_drawn:
-            start = time.perf_counter()
-            fig = plots.accuracy_figure(accuracy)
-            report("figures", len(figures), total, "accuracy")
-            figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
-            timings["figures"] += time.perf_counter() - start
-        if "figures" in wanted and figures:
-            report("figures", len(figures), len(figures))
-        elif "figures" in wanted:
-            timings.pop("figures", None)
 
         audit = None
         if "audit" in wanted:
@@ -920,6 +900,32 @@ def collect(
                 precise = precise_study(**arguments)
                 report("precise", 1, 1)
             timings["precise"] = time.perf_counter() - start
+
+        if drift_elsewhere:
+            there, seconds_there, drawn, seconds = drifter.drift_result()
+            drift = {key: value for key, value in there.items() if key not in DRIFT_SCENARIOS}
+            drift["parameters"] = {**there["parameters"], "scenarios": list(DRIFT_SCENARIOS)}
+            drift["timings_seconds"] = {**here["timings_seconds"], **there["timings_seconds"]}
+            drift.update((name, (here if name == DRIFT_SCENARIOS[0] else there)[name])
+                         for name in DRIFT_SCENARIOS)
+            timings["drift"] = seconds_here + seconds_there
+            if "figures" in wanted:
+                # in the order of one process: the drift figures, then the accuracy
+                figures = ([f for f in mine if f.name != "accuracy"] + list(drawn)
+                           + [f for f in mine if f.name == "accuracy"])
+                timings["figures"] += seconds
+        if in_worker:
+            accuracy, timings["accuracy"] = prover.accuracy_result()
+        if "figures" in wanted and accuracy is not None and not accuracy_drawn:
+            start = time.perf_counter()
+            fig = plots.accuracy_figure(accuracy)
+            report("figures", len(figures), total, "accuracy")
+            figures.append(render_figure(fig, "accuracy", _figure_caption("accuracy", fig)))
+            timings["figures"] += time.perf_counter() - start
+        if "figures" in wanted and figures:
+            report("figures", len(figures), len(figures))
+        elif "figures" in wanted:
+            timings.pop("figures", None)
 
         if prover is not None and parallel:
             proofs, timings["proofs"] = prover.result()
