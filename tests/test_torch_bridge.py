@@ -326,3 +326,50 @@ def test_readme_example_runs():
     assert type(model[1]) is bt.BatchNorm2d and model[0].weight.grad is not None
     assert namespace["y"].is_contiguous(memory_format=torch.channels_last)
     assert namespace["y"].shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_eager_route_and_the_registered_op_give_the_same_bits(dtype, channels_last,
+                                                                  monkeypatch):
+    # eager calls skip torch.library's dispatch (_EagerBatchNorm); forcing the
+    # op must change nothing: outputs, all three gradients, running buffers
+    calls = []
+    real = _ops._EagerBatchNorm.apply
+    monkeypatch.setattr(_ops._EagerBatchNorm, "apply",
+                        lambda *a: calls.append(1) or real(*a))
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(5, 4, 3, 3, generator=gen, dtype=dtype) * 3 + 7
+    if channels_last:
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(5, 4, 3, 3, generator=gen, dtype=dtype)
+    results = []
+    for force_op in (False, True):
+        if force_op:
+            monkeypatch.setattr(_ops, "_eager", lambda tensors: False)
+        x = x0.clone().requires_grad_()
+        w = torch.linspace(0.5, 2.0, 4, dtype=dtype).requires_grad_()
+        b = torch.linspace(-1.0, 1.0, 4, dtype=dtype).requires_grad_()
+        rm, rv = torch.zeros(4, dtype=dtype), torch.ones(4, dtype=dtype)
+        y = bt.batch_norm(x, rm, rv, w, b, training=True, momentum=0.3)
+        y.backward(g)
+        results.append((y.detach(), x.grad, w.grad, b.grad, rm, rv, y.stride()))
+    assert calls == [1]  # the first call took the eager route, the forced one did not
+    for eager, op in zip(*results, strict=True):
+        if isinstance(eager, tuple):
+            assert eager == op
+        else:
+            assert torch.equal(eager, op)
+
+
+def test_tracing_records_the_registered_op():
+    # under a dispatch mode (make_fx, export's tracer) the eager route must not
+    # run NumPy on the traced tensors: the graph calls the op
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def fn(x, rm, rv):
+        return bt.batch_norm(x, rm, rv, training=True)
+
+    gm = make_fx(fn)(torch.randn(4, 3), torch.zeros(3), torch.ones(3))
+    targets = [str(n.target) for n in gm.graph.nodes]
+    assert any("bnproof.batch_norm_forward" in t for t in targets), targets

@@ -81,8 +81,7 @@ def _updates(training: bool, running_mean: torch.Tensor | None) -> bool:
 # that mutates its inputs. In training it returns the updated running
 # statistics (the kernel updates copies of the two (C,) buffers), and
 # batch_norm copies them into the buffers with Tensor.copy_.
-@torch.library.custom_op("bnproof::batch_norm_forward", mutates_args=(), device_types="cpu")
-def _forward_op(
+def _forward_impl(
     input: torch.Tensor,
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
@@ -111,6 +110,10 @@ def _forward_op(
             new_mean, new_var)
 
 
+_forward_op = torch.library.custom_op(
+    "bnproof::batch_norm_forward", _forward_impl, mutates_args=(), device_types="cpu")
+
+
 @_forward_op.register_fake
 def _forward_fake(input, weight, bias, running_mean, running_var, training, momentum, eps):
     channels = input.shape[1]
@@ -125,8 +128,7 @@ def _forward_fake(input, weight, bias, running_mean, running_var, training, mome
 # --------------------------------------------------------------------------- #
 
 
-@torch.library.custom_op("bnproof::batch_norm_backward", mutates_args=(), device_types="cpu")
-def _backward_op(
+def _backward_impl(
     grad_out: torch.Tensor,
     input: torch.Tensor,
     weight: torch.Tensor | None,
@@ -145,6 +147,10 @@ def _backward_op(
     if dweight is None:
         dweight = np.empty(0, x.dtype)
     return _from_kernel(dx, last), torch.from_numpy(dweight), torch.from_numpy(dbias)
+
+
+_backward_op = torch.library.custom_op(
+    "bnproof::batch_norm_backward", _backward_impl, mutates_args=(), device_types="cpu")
 
 
 @_backward_op.register_fake
@@ -196,6 +202,58 @@ def _forward_backward(ctx, grad_y, *grad_stats):
 torch.library.register_autograd(
     "bnproof::batch_norm_forward", _forward_backward, setup_context=_forward_setup
 )
+
+
+# --------------------------------------------------------------------------- #
+# the eager route: the same functions, without the op dispatch
+# --------------------------------------------------------------------------- #
+
+
+class _EagerBatchNorm(torch.autograd.Function):
+    """The forward op's autograd formula as a plain :class:`torch.autograd.Function`.
+
+    In eager mode on plain CPU tensors, :func:`batch_norm` runs the op's
+    body through this class instead of the registered op: the same forward,
+    the same backward, without ``torch.library``'s dispatch (about 0.13 ms
+    a call, measured on (64, 16): 495 against 365 us for forward and
+    backward). Compiling, tracing and tensor subclasses take the op.
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
+        # ctx in forward: a separate setup_context makes apply() bind the
+        # arguments with inspect.signature on every call (0.1 ms)
+        inputs = (input, weight, bias, running_mean, running_var, training, momentum, eps)
+        output = _forward_impl(*inputs)
+        _forward_setup(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_y, *grad_stats):
+        input, weight, mean, invstd = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: the registered op, whose own backward says
+            # that there is no second derivative when one is asked for
+            dx, dweight, dbias = _backward_op(grad_y, input, weight, mean, invstd,
+                                              ctx.training)
+        else:
+            dx, dweight, dbias = _backward_impl(grad_y, input, weight, mean, invstd,
+                                                ctx.training)
+        return (dx, dweight if ctx.has_weight else None, dbias if ctx.has_bias else None,
+                None, None, None, None, None)
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _eager(tensors) -> bool:
+    """Whether the eager route applies: plain CPU tensors, no compiling or tracing."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return False
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return all(t is None or (type(t) in _PLAIN and not is_wrapped(t)) for t in tensors)
 
 
 # --------------------------------------------------------------------------- #
@@ -291,7 +349,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``bnproof::batch_norm_forward`` (and ``bnproof::batch_norm_backward``)
     with ``torch.library``: autograd differentiates it with the kernels'
     closed-form backward, and ``torch.compile`` treats it as one opaque call
-    (its fake function gives the output's shape and strides).
+    (its fake function gives the output's shape and strides). In eager mode
+    on plain CPU tensors the op's own body and backward run through a
+    :class:`torch.autograd.Function` instead, which skips the op's dispatch
+    (about 0.13 ms a call) and gives the same bits; compiling, tracing
+    (dispatch modes) and tensor subclasses call the registered op.
 
     Tensors on another device than the CPU (CUDA, MPS, meta) and dtypes
     other than float32/float64 (bfloat16, float16) run PyTorch's own
@@ -330,8 +392,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise TypeError(f"eps must be a float, got {eps!r} (e.g. 1e-5)")
     _check_arguments(input, zip(names[1:], tensors[1:], strict=True))
     training = bool(training)
-    y, _, _, new_mean, new_var = _forward_op(input, weight, bias, running_mean, running_var,
-                                             training, float(momentum), float(eps))
+    op = _EagerBatchNorm.apply if _eager(tensors) else _forward_op
+    y, _, _, new_mean, new_var = op(input, weight, bias, running_mean, running_var,
+                                    training, float(momentum), float(eps))
     if _updates(training, running_mean):
         with torch.no_grad():
             running_mean.copy_(new_mean)
