@@ -123,6 +123,7 @@ def test_the_claims_are_shared_between_the_two_processes(monkeypatch):
                    progress=lambda *args: seen.append(args))
     assert [c.proof.claim_id for c in data.claims] == list(CLAIMS)
     assert all(c.as_expected for c in data.claims)
+    assert data.settings["proofs"]["processes"].startswith("a second process, joined by this")
     # the main process reached the shared counter (it proved some, or found none left)
     assert taken and taken[-1] is None
     here = [i for i in taken if i is not None]

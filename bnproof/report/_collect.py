@@ -745,7 +745,11 @@ def collect(
         if parallel and "drift" in wanted and not fresh and _cache.exists("proofs", key):
             drifter = start_drifter()  # before loading the proofs (seconds)
         reused = None if fresh else _reuse_proofs(key)
-        settings["proofs"] = {"n_max": n_max, "separate_process": parallel and reused is None,
+        settings["proofs"] = {"n_max": n_max,
+                              "processes": ("none (reused)" if reused is not None else
+                                            "a second process, joined by this one once its "
+                                            "other stages were done" if parallel else
+                                            "this process"),
                               "source": ("computed in this run" if reused is None else
                                          f"reused from {reused[1]}, same code digest "
                                          f"{key[:12]}")}
