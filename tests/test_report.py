@@ -333,3 +333,17 @@ def test_answer_is_flagged_when_a_claim_it_rests_on_fails():
     flagged = render_html(dataclasses.replace(data, claims=(unproved, data.claims[1])))
     assert "This answer rests on claims that did not reach their expected verdict" in flagged
     assert "rests on claims" not in render_html(data)
+
+
+def test_every_markdown_link_has_its_anchor():
+    # the claims table links [claim](#claim-id): each target must exist in
+    # the Markdown itself, whatever slugs a viewer derives from headings
+    import re
+
+    from bnproof.report._markdown import render_markdown
+
+    page = render_markdown(sample_data())
+    links = set(re.findall(r"\]\(#([^)]+)\)", page))
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', page))
+    assert links, "the claims table links to the derivations"
+    assert links <= anchors, sorted(links - anchors)

@@ -42,7 +42,10 @@ def _math(block: doc.Math) -> str:
 
 def _block(block, figure_dir: str) -> str:
     if isinstance(block, doc.Heading):
-        return "#" * block.level + " " + _escape(block.text)
+        heading = "#" * block.level + " " + _escape(block.text)
+        # an explicit anchor: the links of the claims table point to it, and
+        # a viewer's own heading slug would differ (claim-x against x)
+        return f'<a id="{html.escape(block.anchor)}"></a>\n\n{heading}' if block.anchor else heading
     if isinstance(block, doc.Para):
         body = _runs(block.runs)
         if block.style == "quote":
