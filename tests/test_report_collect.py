@@ -130,3 +130,24 @@ def test_the_claims_are_shared_between_the_two_processes(monkeypatch):
     assert len(here) == len(set(here))
     counts = [args[1] for args in seen if args[0] == "proofs"]
     assert counts == sorted(counts) and counts[-1] == len(CLAIMS)
+
+
+def test_a_claim_registered_only_here_is_refused_by_name_not_dropped():
+    # the proofs' second process sees the built-in claims and claims files;
+    # a claim registered interactively here is named, with the two ways out
+    import sympy
+
+    from bnproof.symbolic import Identity, register_claim
+    from bnproof.symbolic._registry import _REGISTRY
+
+    before = dict(_REGISTRY)
+    try:
+        register_claim("only-here", "Registered in this process only.",
+                       lambda batch, indices: [Identity(sympy.Integer(0), sympy.Integer(0), 0)],
+                       symbolic=False, replace=True)
+        with pytest.raises(RuntimeError, match="only-here are registered in the calling "
+                                               "process only"):
+            collect(quick=True, stages=("proofs",), fresh=True)
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(before)

@@ -258,13 +258,14 @@ def _take(counter, total: int) -> int | None:
 
 def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
                   prove: bool = True, drift: dict | None = None,
-                  drift_figures: bool = False, counter=None) -> None:
+                  drift_figures: bool = False, counter=None, ids=None) -> None:
     """Prove the registered claims and send each proof back as it is done.
 
     The claims are taken one at a time from the shared ``counter`` (an index
     into the registry), so the main process can prove the remaining ones
     beside this one once its own stages are done; with ``counter=None``
-    this process proves them all.
+    this process proves them all. ``ids`` are the claims to prove, in the
+    main process's registry order (default: this registry's).
 
     ``modules`` are a user's claims files (``bnproof report --claims``),
     loaded first. With ``accuracy`` (keyword arguments of
@@ -305,7 +306,14 @@ def _prove_worker(n_max: int, queue, modules=(), accuracy: dict | None = None,
             import multiprocessing
 
             counter = multiprocessing.Value("l", 0)
-        ids = list(CLAIMS)
+        ids = list(CLAIMS) if ids is None else list(ids)
+        missing = [cid for cid in ids if cid not in CLAIMS]
+        if missing:
+            raise ValueError(
+                f"claim(s) {', '.join(missing)} are registered in the calling process only; "
+                "a second process sees the built-in claims and claims files: put them in a "
+                "file and pass it as claims_files (bnproof report --claims FILE.py), or "
+                "use parallel=False")
         queue.put(("proofs-start", time.monotonic()))
         while (index := _take(counter, len(ids))) is not None:
             # as bytes that load without evaluating anything again (to_bytes)
@@ -369,7 +377,8 @@ class _Prover:
                 self.counter = ctx.Value("l", 0)
             self.process = ctx.Process(
                 target=_prove_worker, args=(n_max, self.queue, tuple(modules), accuracy,
-                                            prove, drift, drift_figures, self.counter),
+                                            prove, drift, drift_figures, self.counter,
+                                            tuple(self.ids)),
                 name="bnproof-proofs" if prove else "bnproof-drift", daemon=True,
             )
             self.process.start()
