@@ -84,7 +84,7 @@ def test_on_a_first_run_the_accuracy_runs_in_the_proofs_process(monkeypatch):
     seen = []
     data = collect(quick=True, seed=1, stages=("proofs", "accuracy"),
                    progress=lambda *args: seen.append(args))
-    assert ("accuracy", 0, 1, "in the proofs' process, after compiling its kernels") in seen
+    assert ("accuracy", 0, 1, "compiling kernels (first run only) in the proofs' process") in seen
     assert data.settings["accuracy"]["separate_process"] is True
     assert data.claims and all(c.as_expected for c in data.claims)
     direct = accuracy_vs_offset(list(_collect.ACCURACY_OFFSETS_QUICK),
