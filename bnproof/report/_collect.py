@@ -411,7 +411,8 @@ class _Prover:
         elif message[0] == "done":
             self.worker_done = True
         elif message[0] == "accuracy-start":
-            self.report("accuracy", 0, 1, "compiling kernels (first run only) in the proofs' process")
+            self.report("accuracy", 0, 1,
+                        "compiling kernels (first run only) in the proofs' process")
         elif message[0] == "accuracy":
             self.accuracy = (message[1], message[2])
             self.report("accuracy", 1, 1)
