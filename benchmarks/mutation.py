@@ -26,7 +26,7 @@ second. cosmic-ray rewrites the module on disk and starts the test command
 afresh for each mutant: several seconds of SymPy import per mutant, and
 every rewrite of a kernel module invalidates Numba's cache of it. mutmut
 leaves decorated functions alone, so the ``@njit`` bodies in
-``kernels/_jit.py`` (checked by the planted bugs of the kernel tests) are
+``kernels/_jit_*.py`` (checked by the planted bugs of the kernel tests) are
 never rewritten; the copied package keeps its own Numba cache beside its
 copy of the sources (``.mutation/<target>/mutants/``, compiled once per
 target). Forking after Numba started an ``omp`` or ``tbb`` thread pool

@@ -817,9 +817,10 @@ ELEMENTWISE_KERNELS = {
 
 
 def test_every_kernel_uses_the_shared_options():
-    from bnproof.kernels import _config, _copy, _jit, _stream
+    from bnproof.kernels import _config, _copy, _jit_ncm, _jit_parts, _jit_rc, _stream
 
-    dispatchers = [v for m in (_jit, _stream, _copy) for v in vars(m).values()
+    modules = (_jit_parts, _jit_rc, _jit_ncm, _stream, _copy)
+    dispatchers = [v for m in modules for v in vars(m).values()
                    if hasattr(v, "targetoptions") and v.py_func.__module__ == m.__name__]
     assert len(dispatchers) >= 13
     for d in dispatchers:

@@ -42,7 +42,7 @@ at import time: kernels are compiled (or loaded) on their first call.
 Numba keys a cached kernel on its own source file only, yet a kernel also
 contains the code of the jitted functions it calls from other modules and
 the options set here. After a ``git pull`` that changes only ``_stream.py``
-or this file, the cached kernels of ``_jit.py`` would still run the old
+or this file, the cached kernels of ``_jit_rc.py`` would still run the old
 code. :func:`drop_stale_caches` prevents that: each module of kernels
 records a digest of the modules it depends on next to its cache and empties
 its cache when the digest changes.
