@@ -81,8 +81,9 @@ def test_table_json_shape(table_proofs):
     assert "bias-per-group" not in out["layer"] and "bias-per-group" in out["group"]
     cell = out["batch"]["bias-per-feature"]
     assert cell == {"verdict": "invariant", "condition": "any eps >= 0",
-                    "claim": "batch-bias-per-feature", "symbolic": False}
-    assert out["rms"]["bias-shared"]["verdict"] == "not invariant"
+                    "claim": "batch-bias-per-feature", "symbolic": True}
+    assert out["rms"]["bias-shared"] == {"verdict": "not invariant", "condition": "",
+                                         "claim": "rms-bias-shared", "symbolic": False}
     missing = table({})
     assert missing["batch"]["bias-shared"]["verdict"] == "unproved"
 
