@@ -56,6 +56,7 @@ from sympy import Dummy, Indexed, IndexedBase, Sum, Symbol
 
 from ._proof import Check, Step
 from ._sums import SumRuleError
+from ._text import plain
 from ._zero import vanishes
 
 __all__ = ["ACTIONS", "M", "SHAPES", "SIZES", "SymbolicCell", "instantiate", "lemma",
@@ -330,7 +331,7 @@ def _zero(expr) -> bool:
 
 
 def instantiate(expr: sympy.Expr, sizes: dict, keep_indexed: bool = False) -> sympy.Expr:
-    """Return ``expr`` at concrete sizes: sums expanded, ``W[1, 2]`` -> ``W_{1,2}``.
+    """Return ``expr`` at concrete sizes: sums written out, ``W[1, 2]`` -> ``W_{1,2}``.
 
     Parameters
     ----------
@@ -339,22 +340,45 @@ def instantiate(expr: sympy.Expr, sizes: dict, keep_indexed: bool = False) -> sy
     sizes : dict
         ``{"N": 2, "C": 3, ...}`` and the output indices (``"n"``, ``"c"``,
         ...) as integers.
+    keep_indexed : bool, default False
+        Leave the indexed values (``W[1, 2]``) as they are.
+
+    Raises
+    ------
+    ValueError
+        When a sum's limits are not integers once the sizes are given.
     """
     values = {sym: sizes[name] for name, sym in (*SIZES.items(),
                                                    *(("n", n), ("c", c), ("g", g), ("q", q),
                                                      ("p", p))) if name in sizes}
-    expr = expr.xreplace({k: sympy.Integer(v) for k, v in values.items()})
-    expr = expr.replace(lambda e: isinstance(e, Sum), lambda e: e.doit())
-
-    def concrete(e):
-        name = str(e.base)
-        idx = ",".join(str(int(i)) for i in e.indices)
-        kind = {"positive": True} if name in _POSITIVE else {"real": True}
-        return Symbol(f"{name}_{{{idx}}}", **kind)
-
+    expr = _write_out(expr.xreplace({k: sympy.Integer(v) for k, v in values.items()}))
     if keep_indexed:
         return expr
-    return expr.replace(lambda e: isinstance(e, Indexed), concrete)
+    return expr.xreplace({e: _concrete(e) for e in expr.atoms(Indexed)})
+
+
+def _concrete(e: Indexed) -> Symbol:
+    """Return the concrete route's symbol of ``e``: ``W[1, 2]`` -> ``W_{1,2}``."""
+    name = str(e.base)
+    idx = ",".join(str(int(i)) for i in e.indices)
+    kind = {"positive": True} if name in _POSITIVE else {"real": True}
+    return Symbol(f"{name}_{{{idx}}}", **kind)
+
+
+def _write_out(expr: sympy.Basic) -> sympy.Basic:
+    """Write every sum with integer limits out as the sum of its terms."""
+    if not expr.has(Sum):
+        return expr
+    if not isinstance(expr, Sum):
+        return expr.func(*(_write_out(arg) for arg in expr.args))
+    body = _write_out(expr.function)
+    for k, lo, hi in expr.limits:  # innermost first
+        if not (lo.is_Integer and hi.is_Integer):
+            raise ValueError(f"cannot write out the sum over {k} in [{lo}, {hi}]: give every "
+                             "size as an integer")
+        body = sympy.Add(*(body.xreplace({k: sympy.Integer(i)})
+                           for i in range(int(lo), int(hi) + 1)))
+    return body
 
 
 # --------------------------------------------------------------------------- #
@@ -385,10 +409,12 @@ class SymbolicCell:
     reason: str
 
 
-def _sizes_text(row: str) -> str:
-    if row in ("batch", "group", "instance"):
-        return "symbolic N, G groups of K channels (C = G K), P positions, D inputs"
-    return "symbolic N, C features, D inputs"
+#: The symbolic sizes of each setting, in words.
+_SIZES_TEXT = {"channels": "symbolic N, G groups of K channels (C = G K), P positions, "
+                           "D inputs",
+               "features": "symbolic N, C features, D inputs"}
+#: How much of an unreduced identity a reason shows.
+_REASON_CHARS = 240
 
 
 class _Refused(Exception):
@@ -424,7 +450,10 @@ def prove_symbolic(row: str, column: str, eps_value, layout=None) -> SymbolicCel
         ok = _zero(left - right)
         checks.append(Check(method, ok, "reduced to 0" if ok else "did not reduce to 0"))
         if not ok:
-            raise _Refused(f"{title}: {left} - ({right}) did not reduce to 0")
+            text = plain(sympy.Eq(left, right, evaluate=False))
+            if len(text) > _REASON_CHARS:
+                text = text[:_REASON_CHARS] + " ..."
+            raise _Refused(f"{title}: {text} did not reduce to 0")
         steps.append(Step(title, sympy.Eq(left, right, evaluate=False), note))
 
     action = ACTIONS.get(column)
@@ -443,7 +472,7 @@ def prove_symbolic(row: str, column: str, eps_value, layout=None) -> SymbolicCel
             _cross_check(row, column, lay, checks)
     except _Refused as exc:
         return SymbolicCell(False, tuple(steps), tuple(checks), str(exc))
-    steps.insert(0, Step(f"Symbolic sizes: {_sizes_text(row)}", None,
+    steps.insert(0, Step(f"Symbolic sizes: {_SIZES_TEXT[setting]}", None,
                          "sums over symbolic ranges reduced by the finite-sum rules"))
     return SymbolicCell(True, tuple(steps), tuple(checks), "")
 
@@ -466,10 +495,11 @@ def _statistics_row(shape: Shape, action: Action, eps_value, identity, steps) ->
              scale * plain_inputs(nn, ch, pp) + shift)
     # 2. scale and shift are constant over the statistics' index set
     renamed = {k: Symbol(k.name + "'", integer=True) for k, _, _ in shape.running}
+    names = ", ".join(f"{k} -> {v}" for k, v in renamed.items())
     for what, value in (("scale", scale), ("shift", shift)):
         identity(f"symbolic-constant-{what}",
                  f"The {what} is the same at every index the statistics run over",
-                 value.xreplace(renamed), value)
+                 value.xreplace(renamed), value, f"renamed {names}: unchanged")
     # 3. the statistics of a' = scale a + shift
     def moved(n_, ch_, p_):
         return action.scale(n_, ch_, p_) * a[n_, ch_.c, p_] + action.shift(n_, ch_, p_)
