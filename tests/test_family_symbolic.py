@@ -45,7 +45,7 @@ def test_a_false_lemma_is_refused():
 
 def test_lemmas_match_the_concrete_expansion_term_by_term():
     # the lemma's sides at M = 2, 3, sums expanded, equal the sums written out
-    s, t = Symbol("s", positive=True), Symbol("t", real=True)
+    s, t = Symbol("s", real=True), Symbol("t", real=True)
     for size in (2, 3):
         vals = [Symbol(f"a{i}", real=True) for i in range(1, size + 1)]
         moved = [s * v + t for v in vals]
@@ -62,9 +62,11 @@ def test_lemmas_match_the_concrete_expansion_term_by_term():
                    "mean-square": (mean([(s * v) ** 2 for v in vals]),
                                    s**2 * mean([v**2 for v in vals]))}
         for name, (left, right) in written.items():
-            eq, _ = fs.lemma(name)  # its s and t are these symbols (same names, assumptions)
+            eq, _ = fs.lemma(name)
             base = next(iter(eq.lhs.atoms(sympy.Indexed))).base
             at = {base[i]: vals[i - 1] for i in range(1, size + 1)}
+            at.update({sym: {"s": s, "t": t}[sym.name] for sym in eq.free_symbols
+                       if sym.name in ("s", "t")})
             lhs, rhs = (side.xreplace({fs.M: size}).doit().xreplace(at)
                         for side in (eq.lhs, eq.rhs))
             assert sympy.expand(lhs - left) == 0, (name, size)
@@ -96,6 +98,7 @@ def test_every_invariant_cell_holds_for_symbolic_sizes(table_proofs):
         methods = {c.method: c.passed for c in proof.checks}
         assert methods["symbolic-sizes"] and methods["symbolic-output"]
         assert all(v for m, v in methods.items() if m.startswith("symbolic")), cid
+        assert any(m.startswith("symbolic-lemma-") for m in methods), cid
         # the cross-checks ran at every layout of the grid
         for lay in LAYOUTS[ROWS[cid.split("-", 1)[0]].setting]:
             assert methods[f"symbolic-instance-output-{lay.text()}"]
@@ -202,3 +205,11 @@ def test_a_column_without_a_symbolic_form_stays_concrete(monkeypatch):
     check = next(c for c in proof.checks if c.method == "symbolic-sizes")
     assert not check.passed and "no symbolic form" in check.detail
     assert any(s.title.startswith("Symbolic sizes: not reached") for s in proof.steps)
+
+
+def test_a_lemma_that_does_not_reduce_refuses_the_cell(monkeypatch):
+    false_lemma = fs.lemma("norm", positive_scale=False)  # |s| ||v||, not s ||v||
+    monkeypatch.setattr(fs, "lemma", lambda name, positive_scale=True: false_lemma)
+    cell = fs.prove_symbolic("weight", "weight-matrix-rescaling", eps)
+    assert not cell.proved and cell.reason.startswith("the lemma")
+    assert not next(c for c in cell.checks if c.method == "symbolic-lemma-norm").passed

@@ -22,7 +22,9 @@ A cell's derivation, for a row with statistics over an index set ``S`` of
    the zero test, not read off the expression).
 3. *The statistics*: ``mean_S(a') = scale mean_S(a) + shift`` and
    ``var_S(a') = scale**2 var_S(a)`` (RMS: ``ms_S(a') = scale**2 ms_S(a)``),
-   identities of sums over ``S`` for symbolic ``M``.
+   identities of sums over ``S`` for symbolic ``M``; the same lemmas over
+   ``k = 1..M`` with plain symbols ``s``, ``t`` (:func:`lemma`) head the
+   derivation.
 4. *The output*: ``y(a') - y(a)`` reduces to 0 for independent activations
    ``a``, for symbolic ``eps >= 0`` or at ``eps = 0`` (the concrete
    route's condition, kept as it is). At ``eps = 0`` the root
@@ -31,8 +33,8 @@ A cell's derivation, for a row with statistics over an index set ``S`` of
    symbols); a scale not known positive leaves the root unreduced.
 
 Weight normalization has no statistics of activations: its outputs
-``g_c sum_d v[c, d] x[n, d] / ||v_c||`` are compared directly, with
-``||delta v_c|| = delta ||v_c||`` for symbolic ``D``.
+``g_c sum_d v[c, d] x[n, d] / ||v_c||`` are compared directly, with the lemma
+``||s v|| = s ||v||`` (``s > 0``) and symbolic ``D``.
 
 Two checks tie the symbolic forms to the concrete definitions: at every
 layout of the concrete grid (statistics over M = 2 to 6 elements), every
@@ -59,7 +61,7 @@ from ._sums import SumRuleError
 from ._text import plain
 from ._zero import vanishes
 
-__all__ = ["ACTIONS", "M", "SHAPES", "SIZES", "SymbolicCell", "instantiate", "lemma",
+__all__ = ["ACTIONS", "LEMMAS", "M", "SHAPES", "SIZES", "SymbolicCell", "instantiate", "lemma",
            "prove_symbolic"]
 
 _int = {"integer": True, "positive": True}
@@ -270,34 +272,49 @@ def weight_output(action: Action | None) -> sympy.Expr:
 # lemmas over one index set of symbolic size M
 # --------------------------------------------------------------------------- #
 
-#: The lemmas of step 3 over ``k = 1..M``: name -> (left, right) in ``s``, ``t``.
+#: The size of the index set of the lemmas, ``k = 1..M``.
 M = Symbol("M", integer=True, positive=True)
+#: The lemmas, by name.
+LEMMAS = ("mean", "var", "mean-square", "norm")
 
 
+@functools.cache
 def lemma(name: str, positive_scale: bool = True) -> tuple[sympy.Eq, bool]:
     """Prove one lemma over ``k = 1..M`` for symbolic ``M``; return it and whether it holds.
 
     Parameters
     ----------
     name : {"mean", "var", "mean-square", "norm"}
-        ``mean(s a + t) = s mean(a) + t``, ``var(s a + t) = s**2 var(a)``,
-        ``ms(s a) = s**2 ms(a)`` or ``||s v|| = s ||v||`` (``s > 0``).
+        ``mean(s a + t) = s mean(a) + t`` and ``var(s a + t) = s**2 var(a)``
+        (``s``, ``t`` real), ``ms(s a) = s**2 ms(a)`` (``s`` real) or
+        ``||s v|| = s ||v||`` (``s > 0``).
     positive_scale : bool, default True
-        Whether ``s`` is a positive symbol (only ``norm`` needs it); ``False``
-        gives a real ``s``, for which ``||s v|| = s ||v||`` is false.
+        For ``norm``: whether ``s`` is positive; ``False`` gives a real
+        ``s``, for which ``||s v|| = s ||v||`` is false (it is ``|s| ||v||``).
 
     Returns
     -------
     (sympy.Eq, bool)
         The lemma and whether the zero test reduced ``left - right`` to 0.
+
+    Notes
+    -----
+    The sums are reduced by the rules of :mod:`bnproof.symbolic._sums`
+    (linearity, constants: ``sum_k t = M t``), never evaluated by SymPy.
     """
-    k = Dummy("k", integer=True)
-    sc = Symbol("s", positive=True) if positive_scale else Symbol("s", real=True)
+    if name not in LEMMAS:
+        raise KeyError(f"unknown lemma {name!r}; lemmas: {', '.join(LEMMAS)}")
+    positive = name == "norm" and positive_scale
+    sc = Symbol("s", positive=True) if positive else Symbol("s", real=True)
     t = Symbol("t", real=True)
     v = IndexedBase("a", real=True)
 
+    def total(f):
+        k = Dummy("k", integer=True)  # a fresh bound index for every sum
+        return Sum(f(k), (k, 1, M))
+
     def avg(f):
-        return Sum(f(k), (k, 1, M)) / M
+        return total(f) / M
 
     def var(f):
         mu = avg(f)
@@ -305,16 +322,14 @@ def lemma(name: str, positive_scale: bool = True) -> tuple[sympy.Eq, bool]:
 
     moved = lambda kk: sc * v[kk] + t  # noqa: E731
     plain = lambda kk: v[kk]  # noqa: E731
-    sides = {
-        "mean": (avg(moved), sc * avg(plain) + t),
-        "var": (var(moved), sc**2 * var(plain)),
-        "mean-square": (avg(lambda kk: (sc * v[kk]) ** 2), sc**2 * avg(lambda kk: v[kk] ** 2)),
-        "norm": (sympy.sqrt(Sum((sc * v[k]) ** 2, (k, 1, M))),
-                 sc * sympy.sqrt(Sum(v[k] ** 2, (k, 1, M)))),
-    }
-    if name not in sides:
-        raise KeyError(f"unknown lemma {name!r}; lemmas: {', '.join(sides)}")
-    left, right = sides[name]
+    left, right = {
+        "mean": lambda: (avg(moved), sc * avg(plain) + t),
+        "var": lambda: (var(moved), sc**2 * var(plain)),
+        "mean-square": lambda: (avg(lambda kk: (sc * v[kk]) ** 2),
+                                sc**2 * avg(lambda kk: v[kk] ** 2)),
+        "norm": lambda: (sympy.sqrt(total(lambda kk: (sc * v[kk]) ** 2)),
+                         sc * sympy.sqrt(total(lambda kk: v[kk] ** 2))),
+    }[name]()
     return sympy.Eq(left, right, evaluate=False), _zero(left - right)
 
 
@@ -417,6 +432,10 @@ _SIZES_TEXT = {"channels": "symbolic N, G groups of K channels (C = G K), P posi
 _REASON_CHARS = 240
 
 
+#: The lemmas each row's derivation uses (default: mean and variance).
+_ROW_LEMMAS = {"rms": ("mean-square",), "weight": ("norm",)}
+
+
 class _Refused(Exception):
     pass
 
@@ -464,6 +483,15 @@ def prove_symbolic(row: str, column: str, eps_value, layout=None) -> SymbolicCel
     setting = ROWS[row].setting
     layouts = (layout,) if layout is not None else LAYOUTS[setting]
     try:
+        for name in _ROW_LEMMAS.get(row, ("mean", "var")):
+            eq, ok = lemma(name)
+            checks.append(Check(f"symbolic-lemma-{name}", ok,
+                                "reduced to 0" if ok else "did not reduce to 0"))
+            if not ok:
+                raise _Refused(f"the lemma {plain(eq)} did not reduce to 0")
+            steps.append(Step("Lemma over k = 1..M (symbolic M)", eq,
+                              {"norm": "s > 0", "mean-square": "s real"}.get(name,
+                                                                             "s, t real")))
         if row == "weight":
             _weight(action, identity, steps)
         else:
