@@ -126,9 +126,12 @@ class Action:
     shift: Callable
 
 
+#: The index of the sums over the D input features (never nested in one another).
+_e = Symbol("e", integer=True)
+
+
 def _sum_d(body: Callable) -> sympy.Expr:
-    e = Dummy("e", integer=True)
-    return Sum(body(e), (e, 1, D))
+    return Sum(body(_e), (_e, 1, D))
 
 
 def _actions() -> dict[str, Action]:
@@ -216,9 +219,16 @@ def _output_index(setting: str) -> tuple:
 _BOUND = {"n": "m", "c": "k", "q": "l", "p": "r"}
 
 
-def _over(shape: Shape, body: Callable) -> sympy.Expr:
-    """``sum over the statistics' index set of body(n, chan, p)``, fresh bound indices."""
-    fresh = {k: Dummy(_BOUND[k.name], integer=True) for k, _, _ in shape.running}
+def _over(shape: Shape, body: Callable, outer: bool = False) -> sympy.Expr:
+    """Return the sum of ``body(n, chan, p)`` over the statistics' index set.
+
+    The bound indices have fixed names (``m, k, l, r``; primed for the
+    ``outer`` sum of the variance, whose summand holds the mean), so the
+    same sum is the same expression wherever it occurs and no sum binds an
+    index that a sum inside it binds too.
+    """
+    fresh = {k: Symbol(_BOUND[k.name] + ("'" if outer else ""), integer=True)
+             for k, _, _ in shape.running}
     nn, cq, pp = n, c if shape.setting == "features" else q, p
     nn, cq, pp = (fresh.get(v, v) for v in (nn, cq, pp))
     out = body(*_index(shape.setting, nn, cq, pp, g))
@@ -242,7 +252,7 @@ def mean(shape: Shape, values: Callable) -> sympy.Expr:
 def variance(shape: Shape, values: Callable) -> sympy.Expr:
     """Return the biased variance (RMS: the mean square) over the statistics' index set."""
     mu = mean(shape, values)
-    return _over(shape, lambda *i: (values(*i) - mu) ** 2) / shape.size
+    return _over(shape, lambda *i: (values(*i) - mu) ** 2, outer=True) / shape.size
 
 
 def output(shape: Shape, values: Callable, eps_value) -> sympy.Expr:
