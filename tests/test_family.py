@@ -81,8 +81,9 @@ def test_table_json_shape(table_proofs):
     assert "bias-per-group" not in out["layer"] and "bias-per-group" in out["group"]
     cell = out["batch"]["bias-per-feature"]
     assert cell == {"verdict": "invariant", "condition": "any eps >= 0",
-                    "claim": "batch-bias-per-feature", "symbolic": False}
-    assert out["rms"]["bias-shared"]["verdict"] == "not invariant"
+                    "claim": "batch-bias-per-feature", "symbolic": True}
+    assert out["rms"]["bias-shared"] == {"verdict": "not invariant", "condition": "",
+                                         "claim": "rms-bias-shared", "symbolic": False}
     missing = table({})
     assert missing["batch"]["bias-shared"]["verdict"] == "unproved"
 
@@ -172,6 +173,24 @@ def test_cli_json_gives_the_whole_table(table_proofs, monkeypatch, capsys):
     assert main(["invariances"]) == 0
     text = capsys.readouterr().out
     assert "yes (eps=0)" in text and "instance" in text
+    assert "30 of the 30 invariant cells are also proved for symbolic sizes" in text
+    assert "concrete sizes only" not in text
+
+
+def test_cli_names_a_cell_proved_at_concrete_sizes_only(table_proofs, monkeypatch, capsys):
+    import dataclasses
+
+    from bnproof import symbolic
+
+    def fake(ids, **kw):
+        return [dataclasses.replace(table_proofs[i], symbolic_n=False)
+                if i == "layer-bias-shared" else table_proofs[i] for i in ids]
+
+    monkeypatch.setattr(symbolic, "prove_all", fake)
+    assert main(["invariances"]) == 0
+    text = capsys.readouterr().out
+    assert "29 of the 30 invariant cells" in text
+    assert "layer-bias-shared: proved at the concrete sizes only" in text
 
 
 def test_cli_exits_1_when_a_cell_is_unproved(table_proofs, monkeypatch, capsys):

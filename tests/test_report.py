@@ -347,3 +347,28 @@ def test_every_markdown_link_has_its_anchor():
     anchors = set(re.findall(r'<a id="([^"]+)"></a>', page))
     assert links, "the claims table links to the derivations"
     assert links <= anchors, sorted(links - anchors)
+
+
+def test_an_identity_of_two_long_sides_is_broken_with_shared_names():
+    from bnproof.report._latex import LINE_CHARS, _expr_lines, _width
+
+    k, m = sympy.symbols("k m", integer=True)
+    n, c, p = sympy.symbols("N c p", integer=True, positive=True)
+    a, s = sympy.IndexedBase("a"), sympy.Symbol("s", positive=True)
+    gamma, beta, eps = sympy.IndexedBase("gamma"), sympy.IndexedBase("beta"), sympy.Symbol("eps")
+    mean = sympy.Sum(a[k, c, p], (k, 1, n)) / n
+    var = sympy.Sum((a[m, c, p] - mean) ** 2, (m, 1, n)) / n
+    moved = sympy.Sum(s * a[k, c, p], (k, 1, n)) / n
+    left = gamma[c] * (s * a[1, c, p] - moved) / sympy.sqrt(
+        sympy.Sum((s * a[m, c, p] - moved) ** 2, (m, 1, n)) / n + eps) + beta[c]
+    right = gamma[c] * (a[1, c, p] - mean) / sympy.sqrt(var + eps) + beta[c]
+    lines = _expr_lines(sympy.Eq(left, right, evaluate=False))
+    assert all(_width(line) <= LINE_CHARS for line in lines), lines
+    assert lines[1].startswith(r"\qquad =") and r"\text{where}" in lines
+    where = lines[lines.index(r"\text{where}") + 1:]
+    # the mean over k is named once and used on both sides; every root is used
+    assert sum(r"\sum_{k=1}^{N} {a}_{k,c,p}" in line for line in where) == 1
+    body = "".join(lines[:lines.index(r"\text{where}")])
+    for line in where:
+        name = line.split(" = ")[0]
+        assert name in body or any(name in other for other in where if other != line), name

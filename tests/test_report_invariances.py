@@ -20,6 +20,25 @@ def test_section_links_every_cell_to_its_derivation(table_proofs):
     html = _math(formula)
     assert html.startswith("<math") and "<mtable>" in html
     assert html.count("<mtr>") == 7  # a header row and six normalizations
+    intro = blocks[1].runs[0][1]
+    assert "every invariant cell is also proved for symbolic sizes" in intro
+    words = [text for b in blocks if isinstance(b, ItemList) for item in b.items
+             for para in item for kind, text in para.runs if kind == "link:claim-batch-bias-shared"]
+    assert words == ["bias-shared invariant (any eps >= 0; symbolic sizes)"]
+
+
+def test_section_says_which_cells_are_concrete_only(table_proofs):
+    import dataclasses
+
+    proofs = dict(table_proofs)
+    proofs["layer-bias-shared"] = dataclasses.replace(proofs["layer-bias-shared"],
+                                                      symbolic_n=False)
+    results = [ClaimResult(CLAIMS[cid], proof) for cid, proof in proofs.items()]
+    blocks = invariance_blocks(invariance_data(results))
+    assert "29 of the 30 invariant cells are also proved" in blocks[1].runs[0][1]
+    words = [text for b in blocks if isinstance(b, ItemList) for item in b.items
+             for para in item for kind, text in para.runs if kind == "link:claim-layer-bias-shared"]
+    assert words == ["bias-shared invariant (any eps >= 0; concrete sizes only)"]
 
 
 def test_section_says_when_the_table_was_not_run():

@@ -79,8 +79,19 @@ def run(args: argparse.Namespace) -> int:
         print(_render(result, list(COLUMNS)))
         print("\nyes: invariant (proved; '(eps=0)': only at eps = 0); no: not invariant "
               "(refuted by a counterexample); ?: unproved")
-        print("every cell is checked at concrete sizes (symbolic: false); see "
+        symbolic = sum(cell["symbolic"] for cells in result.values()
+                       for cell in cells.values())
+        invariant = sum(cell["verdict"] == "invariant" for cells in result.values()
+                        for cell in cells.values())
+        print(f"every cell is decided at concrete sizes; {symbolic} of the {invariant} "
+              "invariant cells are also proved for symbolic sizes (symbolic: true); a "
+              "counterexample at concrete sizes refutes a cell at every size; see "
               "'bnproof prove --claim ID' for a cell's derivation")
+        for p in proofs:
+            if p.verdict == "proved" and not p.symbolic_n:
+                print(f"\n{p.claim_id}: proved at the concrete sizes only: " + next(
+                    (c.detail for c in p.checks if c.method == "symbolic-sizes"),
+                    "no symbolic-size route"))
         for p in proofs:
             note = CLAIMS[p.claim_id].note
             if p.verdict == "unproved":

@@ -61,9 +61,24 @@ def _mark(cell: dict) -> str:
 
 def _words(cell: dict) -> str:
     out = cell["verdict"]
-    if cell["verdict"] == "invariant" and cell["condition"]:
-        out += f" ({cell['condition']})"
-    return out
+    notes = [cell["condition"]] if cell["verdict"] == "invariant" and cell["condition"] else []
+    if cell["verdict"] == "invariant":
+        notes.append("symbolic sizes" if cell.get("symbolic") else "concrete sizes only")
+    return out + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _symbolic_text(tab: dict) -> str:
+    cells = [cell for row in tab.values() for cell in row.values()]
+    invariant = [cell for cell in cells if cell["verdict"] == "invariant"]
+    symbolic = sum(cell["symbolic"] for cell in invariant)
+    if invariant and symbolic == len(invariant):
+        done = "every invariant cell is also proved for symbolic sizes"
+    else:
+        done = (f"{symbolic} of the {len(invariant)} invariant cells are also proved for "
+                "symbolic sizes")
+    return (done + " (batch size N, features or channels C = G K, positions P, inputs D), "
+            "under the same condition. A counterexample at concrete sizes refutes a cell at "
+            "every size.")
 
 
 def invariance_blocks(data: dict | None) -> list:
@@ -93,7 +108,7 @@ def invariance_blocks(data: dict | None) -> list:
         "normalization act on channels x positions; layer, RMS and weight normalization "
         "on feature vectors. I: invariant for every eps >= 0; I_0: invariant at eps = 0 "
         "only; X: not invariant (a counterexample in exact rationals); U: unproved. Every "
-        "cell is decided at concrete sizes, every output index checked."))
+        "cell is decided at concrete sizes, every output index checked; " + _symbolic_text(tab)))
     blocks.append(text("Columns: " + "; ".join(
         f"{_SHORT.get(c, c)} {c.replace('-', ' ')}" for c in columns) + "."))
     header = [sympy.Symbol(r"\mathrm{" + _SHORT.get(c, c) + "}") for c in columns]

@@ -159,7 +159,7 @@ def _abbreviate(expr):
     # xreplace, not subs: a name stands for its exact subtree also where the
     # subtree's free index is bound by an outer sum (S_2 depends on k there)
     for key in reversed(order):
-        replaced = replaced.xreplace({key: names[key]})
+        replaced = replaced.xreplace(_naming(key, names[key]))
     parts = []
     for key in order:
         inner = key
@@ -167,9 +167,18 @@ def _abbreviate(expr):
         # subtree that another name stands for, which then no longer matches
         for other in reversed(order):
             if other is not key and inner.has(other):
-                inner = inner.xreplace({other: names[other]})
+                inner = inner.xreplace(_naming(other, names[other]))
         parts.append((names[key], inner))
     return replaced, parts
+
+
+def _naming(key, name) -> dict:
+    """Return the replacements that write ``key`` as ``name`` (a root also as ``1 / name``)."""
+    import sympy
+
+    if isinstance(key, sympy.Pow):  # sqrt(B): 1/sqrt(B) is B**(-1/2), another node
+        return {key: name, sympy.Pow(key.base, -sympy.S.Half): 1 / name}
+    return {key: name}
 
 
 def _split_terms(lhs_tex: str, rhs) -> list[str]:
@@ -203,8 +212,14 @@ def _expr_lines(expr) -> list[str]:
         lhs_tex = _sympy_tex(lhs)
     else:
         lhs, rhs, lhs_tex = None, expr, ""
-    reduced, parts = _abbreviate(rhs)
-    lines = _split_terms(lhs_tex, reduced)
+    if _width(lhs_tex) > LINE_CHARS // 2:
+        # an identity of two long sides: both abbreviated with the same names,
+        # the left side on lines of its own, then "= right side"
+        (lhs, reduced), parts = _abbreviate(sympy.Tuple(lhs, rhs))
+        lines = _split_terms("", lhs) + _split_terms(r"\qquad", reduced)
+    else:
+        reduced, parts = _abbreviate(rhs)
+        lines = _split_terms(lhs_tex, reduced)
     if parts:
         lines.append(r"\text{where}")
         for name, part in parts:

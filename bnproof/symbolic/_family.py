@@ -18,7 +18,8 @@ under the transformation") decided by exact computation:
 * **columns** (:data:`COLUMNS`): the six transformations of Table 1 and
   three bias patterns added to the summed inputs ``a = W x``.
 
-How a cell is decided (all at concrete sizes, every output index checked):
+How a cell is decided (steps 1 and 2 at concrete sizes, every output index
+checked; step 3 for symbolic sizes):
 
 1. *Cheap first*: every output difference ``y(T) - y`` is evaluated
    exactly at a random rational point, for a random ``eps > 0`` and for
@@ -34,7 +35,17 @@ How a cell is decided (all at concrete sizes, every output index checked):
    Weight normalization is not a function of ``a``; its outputs are tested
    directly in ``W`` and ``x``.
 
-A cell that passes step 1 but not step 2 is ``unproved`` with the reason.
+3. *Then symbolic sizes*: a cell proved in step 2 is proved again, under
+   the same condition, for a symbolic batch size ``N``, features or
+   channels ``C`` (``G`` groups of ``K``), positions ``P`` and inputs ``D``
+   (:mod:`bnproof.symbolic._family_symbolic`); the proof's ``symbolic_n``
+   says whether every identity there reduced to 0. A refuted cell needs no
+   such step: invariance is claimed at every size, and one counterexample
+   at concrete sizes refutes it.
+
+A cell that passes step 1 but not step 2 is ``unproved`` with the reason; one
+that passes step 2 but not step 3 stays ``proved`` at the concrete sizes, with
+``symbolic_n`` false and the reason as a step.
 """
 
 from __future__ import annotations
@@ -485,6 +496,9 @@ def prove_cell(row_name: str, column_name: str,
         if "eps>0" in counter:
             reason += f"; with eps > 0: {counter['eps>0']}"
         steps.append(Step("Counterexample (exact rationals): not invariant", None, reason))
+        steps.append(Step("Refuted for every size", None,
+                          "the cell claims invariance at every size; one counterexample at "
+                          "concrete sizes refutes it, so no symbolic-size derivation is needed"))
         return Proof(claim_id, "refuted", False, ("rationals",), tuple(steps), tuple(checks),
                      time.perf_counter() - start, reason)
     at_zero = eps_positive_fails
@@ -509,7 +523,20 @@ def prove_cell(row_name: str, column_name: str,
                       "; ".join(lay.text() for lay in layouts)))
     if at_zero:
         steps.append(Step("Not invariant for eps > 0 (exact rationals)", None, counter["eps>0"]))
-    return Proof(claim_id, "proved", False, ("rationals", "zero-test"), tuple(steps),
+    # the same condition for symbolic sizes (bnproof.symbolic._family_symbolic)
+    from ._family_symbolic import prove_symbolic
+
+    sym = prove_symbolic(row_name, column_name, eps_value)
+    checks.extend(sym.checks)
+    checks.append(Check("symbolic-sizes", sym.proved,
+                        "every identity reduced to 0" if sym.proved else sym.reason))
+    if sym.proved:
+        steps.extend(sym.steps)
+    else:
+        steps.append(Step("Symbolic sizes: not reached (proved at the concrete sizes only)",
+                          None, sym.reason))
+    methods = ("rationals", "zero-test") + (("symbolic-sizes",) if sym.proved else ())
+    return Proof(claim_id, "proved", sym.proved, methods, tuple(steps),
                  tuple(checks), time.perf_counter() - start, "", condition=condition)
 
 
@@ -548,6 +575,11 @@ def table(proofs: Mapping[str, Proof]) -> dict[str, dict[str, dict]]:
     return out
 
 
+#: The symbolic sizes of each setting, in words.
+_SYMBOLIC_SIZES = {"features": "N, C, D",
+                   "channels": "N, C = G K (G groups of K channels), P, D"}
+
+
 def register_table() -> None:
     """Register one claim per cell (called once, by the package)."""
     for row_name, col_name, cid in cells():
@@ -562,14 +594,18 @@ def register_table() -> None:
         register(Claim(
             id=cid,
             statement=_cell_text(row, col) + ("" if expected == "proved" else
-                                              " Expected: not invariant (refuted)."),
+                                              " Expected: not invariant (refuted by a "
+                                              "counterexample at concrete sizes, which "
+                                              "refutes invariance at every size)."),
             latex=r"\mathrm{" + row_name + r"}(T\,a) = \mathrm{" + row_name + r"}(a),\ T: "
             + r"\text{" + col_name + "}",
             assumptions=assumptions + ("sizes: " + "; ".join(
-                lay.text() for lay in LAYOUTS[row.setting]),),
+                lay.text() for lay in LAYOUTS[row.setting]) + (
+                    "; and symbolic " + _SYMBOLIC_SIZES[row.setting]
+                    if expected == "proved" else ""),),
             expected=expected,
             prove=prove_claim,
-            symbolic_n_expected=False,
+            symbolic_n_expected=expected == "proved",
             section="Ba, Kiros & Hinton (2016), section 5.1 and Table 1; " + row.paper,
             group="invariances",
             condition=condition,
