@@ -52,7 +52,7 @@ def test_tables_are_the_experiments_results_unchanged():
 def test_a_failing_proof_worker_is_reported_not_swallowed():
     import queue
 
-    from bnproof.report._collect import _prove_worker, _Prover
+    from bnproof.report._second_process import _prove_worker, _Prover
 
     messages = queue.Queue()
     _prove_worker(-1, messages)  # an invalid n_max: prove_all refuses it
@@ -106,18 +106,18 @@ def test_with_warm_kernels_the_accuracy_runs_here(monkeypatch):
 def test_the_claims_are_shared_between_the_two_processes(monkeypatch):
     # the main process proves the claims the worker has not taken yet: each
     # claim is proved once, by one of the two, and the list is in registry order
-    from bnproof.report import _collect
+    from bnproof.report import _second_process
     from bnproof.symbolic import CLAIMS
 
     taken = []
-    real_take = _collect._take
+    real_take = _second_process._take
 
     def take_here(counter, total):
         index = real_take(counter, total)
         taken.append(index)
         return index
 
-    monkeypatch.setattr(_collect, "_take", take_here)
+    monkeypatch.setattr(_second_process, "_take", take_here)
     seen = []
     data = collect(quick=True, seed=1, stages=("proofs",), fresh=True,
                    progress=lambda *args: seen.append(args))
