@@ -123,7 +123,10 @@ TARGETS = {
         "bnproof/symbolic/_engine.py",
         ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
     ),
-    "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
+    "proof": Target(
+        "bnproof/symbolic/_proof.py",
+        ("tests/test_proof_records.py", "tests/test_claims.py", "tests/test_report.py"),
+    ),
     "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",),
                          kernels=True),
     "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",),
