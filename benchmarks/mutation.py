@@ -14,6 +14,7 @@ over all mutants, not counting the ones listed as equivalent in
     python benchmarks/mutation.py zero --show       # diffs of the survivors
     python benchmarks/mutation.py audit torch       # only the planted bugs of these
     python benchmarks/mutation.py proof --no-planted  # only mutmut's mutants
+    python benchmarks/mutation.py --all --only-planted  # every planted bug, no mutmut
 
 Exit status: 0 when every strict target has no surviving mutant that is not
 listed as equivalent and every other target scores at least 90 %, 1
@@ -58,6 +59,7 @@ import argparse
 import ast
 import difflib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -342,6 +344,23 @@ def _forget_survivors(work: Path, target: Target) -> None:
     meta.write_text(json.dumps(data), encoding="utf-8")
 
 
+def _forget_stale_coverage(work: Path, tests: list[str]) -> None:
+    """Make mutmut record again which tests reach which function when the tests changed.
+
+    mutmut records it once per test and keeps it for tests it has seen: a test
+    that now reaches a function (e.g. once a module-scoped fixture became
+    per-test) would never run against that function's mutants.
+    """
+    digest = hashlib.sha256()
+    for test in sorted(tests):
+        path = ROOT / test.split("::")[0]
+        digest.update(path.read_bytes() if path.exists() else b"missing")
+    stamp = work / "tests.sha256"
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != digest.hexdigest():
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        stamp.write_text(digest.hexdigest(), encoding="utf-8")
+
+
 def _mutmut(work: Path, *args: str, kernels: bool = False) -> subprocess.CompletedProcess:
     cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
     return subprocess.run(cmd, cwd=work, env=_environment(work, kernels), check=False,
@@ -408,6 +427,7 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
         shutil.rmtree(WORK / name, ignore_errors=True)
     work = _prepare(name, target, tests)
     _forget_survivors(work, target)
+    _forget_stale_coverage(work, ["tests/conftest.py", *(tests or target.tests)])
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
     proc = _mutmut(work, "run", "--max-children", "1", kernels=target.kernels)
@@ -521,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start from scratch (new copy, every mutant rerun)")
     parser.add_argument("--no-planted", action="store_true",
                         help="skip the planted bugs (only mutmut's mutants)")
+    parser.add_argument("--only-planted", action="store_true",
+                        help="only the planted bugs (no mutmut run)")
     parser.add_argument("--tests", nargs="+", metavar="FILE",
                         help="run with these test files instead of the target's own "
                              "(e.g. the suite before new tests, for a before/after score)")
@@ -544,8 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     # by default also the planted thresholds of the experiments (not their mutmut runs)
     planted_for = names if (args.all or args.targets) else [*strict, "accuracy", *PLANTED_TESTS]
     planted = [] if args.no_planted else run_planted(planted_for, args.tests)
-    rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
-            for n in names if n in TARGETS]
+    rows = [] if args.only_planted else [
+        run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
+        for n in names if n in TARGETS]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
     ok = True

@@ -63,7 +63,7 @@ def test_setup_records_the_inputs_and_methods(result):
         "symbolic_rtol": 1e-12,
         "finite_diff": "bnproof.testing.grad_errors: <u, J v> by central differences "
         "along 3 random directions of one input at a time vs the kernel's backward; "
-        "directions of x scaled per channel by its standard deviation, drawn from a "
+        "directions of x scaled per channel by sqrt(var + eps), drawn from a "
         "stream apart from the inputs'",
         "reference": "bnproof.symbolic training model of ConcreteBatch(n), differentiated "
         "with loss_gradient and lambdified with sympy.lambdify(modules='numpy')",
@@ -155,6 +155,64 @@ def test_finite_differences_depend_on_the_seed_only():
     assert one == crosscheck._finite_difference_errors(x, w, b, 1)
     assert one != crosscheck._finite_difference_errors(x, w, b, 2)
     assert all(rel <= rtol == 1e-6 for _, rel, rtol in one.values())
+
+
+def test_each_gradient_is_checked_at_its_own_point_and_step(monkeypatch):
+    # dx in units of each channel's spread from v = 0 with the step 1e-4
+    # (crosscheck.DX_STEP, measured); dweight at the weights and dbias at the
+    # biases with bnproof.testing's step 6e-6
+    import bnproof.testing as testing
+
+    calls = []
+    real = testing.grad_errors
+
+    def recording(f, g, args, **kwargs):
+        calls.append(([a.copy() for a in args], kwargs))
+        return real(f, g, args, **kwargs)
+
+    monkeypatch.setattr(testing, "grad_errors", recording)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)) + 5.0
+    w, b = rng.normal(1.0, 0.5, 4), rng.normal(0.0, 0.5, 4)
+    crosscheck._finite_difference_errors(x, w, b, 3)
+    (dx_at,), dx_kw = calls[0]
+    (dw_at,), dw_kw = calls[1]
+    (db_at,), db_kw = calls[2]
+    np.testing.assert_array_equal(dx_at, np.zeros((3, 4)))
+    np.testing.assert_array_equal(dw_at, w)
+    np.testing.assert_array_equal(db_at, b)
+    assert [dx_kw, dw_kw, db_kw] == [{"seed": 3, "eps": 1e-4}, {"seed": 3, "eps": 6e-6},
+                                     {"seed": 3, "eps": 6e-6}]
+
+
+def test_a_constant_channel_is_still_checked(monkeypatch):
+    # a channel whose values are all equal is stepped in units of sqrt(eps),
+    # the scale its output varies on: a correct dx passes, a wrong one fails
+    import bnproof.kernels as kernels
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 3))
+    x[:, 1] = 2.5
+    w, b = np.ones(3), np.zeros(3)
+    _, rel, rtol = crosscheck._finite_difference_errors(x, w, b, 0)["dx"]
+    assert rel <= rtol
+    real = kernels.batch_norm_backward
+
+    def wrong(*args, **kwargs):
+        dx, dw, db = real(*args, **kwargs)
+        dx = dx.copy()
+        dx[:, 1] += 1.0  # only the constant channel is wrong
+        return dx, dw, db
+
+    monkeypatch.setattr(kernels, "batch_norm_backward", wrong)
+    _, rel, rtol = crosscheck._finite_difference_errors(x, w, b, 0)["dx"]
+    assert rel > rtol
+
+
+def test_direction_seeds_do_not_repeat():
+    # one seed of directions per (seed, N): no two of 200 seeds x N = 2..8 share one
+    seeds = {crosscheck._directions_seed(s, n) for s in range(200) for n in range(2, 9)}
+    assert len(seeds) == 200 * 7
 
 
 def test_a_channel_of_small_spread_next_to_a_large_offset_passes():
