@@ -12,6 +12,9 @@ over all mutants, not counting the ones listed as equivalent in
     python benchmarks/mutation.py zero sums         # some targets
     python benchmarks/mutation.py --list            # the targets and their tests
     python benchmarks/mutation.py zero --show       # diffs of the survivors
+    python benchmarks/mutation.py audit torch       # only the planted bugs of these
+    python benchmarks/mutation.py proof --no-planted  # only mutmut's mutants
+    python benchmarks/mutation.py --all --only-planted  # every planted bug, no mutmut
 
 Exit status: 0 when every strict target has no surviving mutant that is not
 listed as equivalent and every other target scores at least 90 %, 1
@@ -33,7 +36,12 @@ target). Forking after Numba started an ``omp`` or ``tbb`` thread pool
 hangs the child, so targets whose tests run kernels use Numba's
 ``workqueue`` layer. What mutmut does not mutate, ``PLANTED`` covers with
 hand-planted bugs: decorated functions (the output folder's context
-manager) and module-level constants (the experiments' thresholds).
+manager) and module-level constants (the experiments' thresholds). The
+audit's rules, the bridge's semantics (``bnproof.torch``), the precise
+statistics (``precise_bn``) and the family claims get planted bugs too,
+each checked against the fast tests in ``PLANTED_TESTS``; the tests first
+run once unplanted, so a bug is only counted as killed by tests that pass
+without it. One run plants at a time (``.mutation/planted/`` is locked).
 
 Adding a target (e.g. ``bnproof/audit/_rules.py`` or ``bnproof/torch/_op.py``
 when they land): add a :class:`Target` to ``TARGETS`` with the module, its
@@ -50,6 +58,8 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -123,7 +133,10 @@ TARGETS = {
         "bnproof/symbolic/_engine.py",
         ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
     ),
-    "proof": Target("bnproof/symbolic/_proof.py", ("tests/test_claims.py", "tests/test_report.py")),
+    "proof": Target(
+        "bnproof/symbolic/_proof.py",
+        ("tests/test_proof_records.py", "tests/test_claims.py", "tests/test_report.py"),
+    ),
     "crosscheck": Target("bnproof/experiments/crosscheck.py", ("tests/test_crosscheck.py",),
                          kernels=True),
     "accuracy": Target("bnproof/experiments/accuracy.py", ("tests/test_accuracy.py",),
@@ -152,8 +165,8 @@ class Planted:
 
 PLANTED = (
     Planted("atomic", "bnproof/_atomic.py",
-            "                os.rename(old, target)\n            raise",
-            "                pass\n            raise",
+            "            os.rename(old, target)\n        raise",
+            "            pass\n        raise",
             "no rollback when the final rename fails"),
     Planted("atomic", "bnproof/_atomic.py",
             "        shutil.rmtree(tmp, ignore_errors=True)\n        raise",
@@ -165,11 +178,12 @@ PLANTED = (
             "        pass",
             "the marker is not written"),
     Planted("atomic", "bnproof/_atomic.py",
-            "            _remove_committed(old)", "            pass",
+            "    if old is not None:\n        _remove_committed(old)",
+            "    if old is not None:\n        pass",
             "the replaced folder is left beside the new one"),
     Planted("atomic", "bnproof/_atomic.py",
-            "        if target.exists():\n            old = ",
-            "        if False:\n            old = ",
+            "    if target.exists():\n        old = ",
+            "    if False:\n        old = ",
             "the previous folder is not moved aside"),
     Planted("accuracy", "bnproof/experiments/accuracy.py",
             "GOAL_ULP = 2.0", "GOAL_ULP = 20.0", "the accuracy goal loosened tenfold"),
@@ -180,10 +194,89 @@ PLANTED = (
             "drift off the line accepted"),
     Planted("drift", "bnproof/experiments/drift.py",
             "LOSS_FIXED_EPS = 16.0", "LOSS_FIXED_EPS = 1e9", "a moving loss accepted"),
+    # the audit's rules: each lets a bias through, or cancels it, where it must not
+    Planted("audit", "bnproof/audit/_propagate.py",
+            "        if (state.vary <= {1} and _conv_without_padding(module)\n"
+            "                and channel_axis_is_1(module, rank)):",
+            "        if (state.vary <= {1} and _conv_without_padding(module)):",
+            "a convolution at the wrong rank (unbatched input) passes the bias"),
+    Planted("audit", "bnproof/audit/_propagate.py",
+            "    if kind in (nn.Identity, nn.Flatten) or",
+            "    if kind in (nn.Identity, nn.Flatten, nn.ReLU) or",
+            "a ReLU treated as the identity (a nonlinearity as affine)"),
+    Planted("audit", "bnproof/audit/_propagate.py",
+            "    return all(p == 0 for p in padding)", "    return True",
+            "a zero-padded convolution passes the bias"),
+    Planted("audit", "bnproof/audit/_propagate.py",
+            "        uses_batch_stats = module.training or not module.track_running_stats",
+            "        uses_batch_stats = True",
+            "a batch norm in eval mode (running statistics) cancels the bias"),
+    Planted("audit", "bnproof/audit/_propagate.py",
+            "        if not (state.vary & axes):", "        if True:",
+            "layer norm cancels a per-feature bias as a whole"),
+    # the bridge's semantics (PyTorch's nn.BatchNorm*d)
+    Planted("torch", "bnproof/torch/_modules.py",
+            "            factor = 1.0 / float(self.num_batches_tracked + 1)",
+            "            factor = 1.0 / float(self.num_batches_tracked + 2)",
+            "momentum=None: the cumulative average weighs the batch wrongly"),
+    Planted("torch", "bnproof/torch/_modules.py",
+            "            self.num_batches_tracked.add_(1)", "            pass",
+            "num_batches_tracked is not incremented"),
+    Planted("torch", "bnproof/kernels/_batch_norm.py",
+            "                    m2 / (count - 1)\n", "                    m2 / count\n",
+            "the running variance gets the biased batch variance"),
+    Planted("torch", "bnproof/torch/_modules.py",
+            "        use_batch = self.training or (", "        use_batch = True or (",
+            "eval mode normalizes with the batch statistics"),
+    # the precise statistics (precise_bn)
+    Planted("precise", "bnproof/torch/_precise.py",
+            "np.asarray(record.m2, dtype=np.float64) / (record.count - 1))",
+            "np.asarray(record.m2, dtype=np.float64) / record.count)",
+            "the biased variance is written"),
+    Planted("precise", "bnproof/torch/_precise.py",
+            "                    self.records[name] = _merge(\n"
+            "                        self.records[name], batch_norm_moments(x, channel_axis=axis)\n"
+            "                    )",
+            "                    self.records[name] = batch_norm_moments(x, channel_axis=axis)",
+            "only the last batch's moments are kept"),
+    Planted("precise", "bnproof/torch/_precise.py",
+            "index >= num_batches:", "index > num_batches:",
+            "one batch more than num_batches is read"),
+    Planted("precise", "bnproof/torch/_precise.py",
+            "                    m.num_batches_tracked.copy_(tracked)",
+            "                    pass",
+            "num_batches_tracked, advanced by the passes, is not restored"),
+    # the family claims: each row's statistics over its own axes
+    Planted("family", "bnproof/symbolic/_family.py",
+            "            lambda lay: lambda i: i[1], True,",
+            "            lambda lay: lambda i: (i[0], i[1]), True,",
+            "batch norm's statistics per sample (instance norm's axes)"),
+    Planted("family", "bnproof/symbolic/_family.py",
+            "            lambda lay: lambda i: (i[0], lay.group(i[1])), True,",
+            "            lambda lay: lambda i: lay.group(i[1]), True,",
+            "group norm's statistics over the samples too"),
+    Planted("family", "bnproof/symbolic/_family.py",
+            "            lambda lay: lambda i: i[0], False,",
+            "            lambda lay: lambda i: i[0], True,",
+            "RMS norm centred (layer norm's statistics)"),
+    Planted("family", "bnproof/symbolic/_family.py",
+            "            lambda lay: lambda i: (i[0], i[1]), True,",
+            "            lambda lay: lambda i: i[1], True,",
+            "instance norm's statistics over the samples (batch norm's axes)"),
 )
 
-#: Test files for the planted bugs of targets that mutmut does not run.
-PLANTED_TESTS = {"drift": ("tests/test_drift.py",)}
+#: Test files for the planted bugs of targets that mutmut does not run (a
+#: ``file::test`` names one test of a slow file).
+PLANTED_TESTS = {
+    "drift": ("tests/test_drift.py",),
+    "audit": ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+    "torch": ("tests/test_kernels_torch.py", "tests/test_torch_training.py",
+              "tests/test_torch_bridge.py::test_modules_state_dict_round_trip_with_pytorch",
+              "tests/test_torch_bridge.py::test_batch_norm_matches_pytorch",
+              "tests/test_torch_bridge.py::test_running_buffers_are_updated_in_place"),
+    "precise": ("tests/test_precise_bn.py",),
+    "family": ("tests/test_family.py", "tests/test_family_claims.py"),
+}
 
 
 #: mutmut's exit codes of a mutant's test run, as its ``stats`` module reads them.
@@ -249,6 +342,23 @@ def _forget_survivors(work: Path, target: Target) -> None:
         if STATUS.get(code) != "killed":
             codes[key] = None
     meta.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _forget_stale_coverage(work: Path, tests: list[str]) -> None:
+    """Make mutmut record again which tests reach which function when the tests changed.
+
+    mutmut records it once per test and keeps it for tests it has seen: a test
+    that now reaches a function (e.g. once a module-scoped fixture became
+    per-test) would never run against that function's mutants.
+    """
+    digest = hashlib.sha256()
+    for test in sorted(tests):
+        path = ROOT / test.split("::")[0]
+        digest.update(path.read_bytes() if path.exists() else b"missing")
+    stamp = work / "tests.sha256"
+    if not stamp.exists() or stamp.read_text(encoding="utf-8") != digest.hexdigest():
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        stamp.write_text(digest.hexdigest(), encoding="utf-8")
 
 
 def _mutmut(work: Path, *args: str, kernels: bool = False) -> subprocess.CompletedProcess:
@@ -317,6 +427,7 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
         shutil.rmtree(WORK / name, ignore_errors=True)
     work = _prepare(name, target, tests)
     _forget_survivors(work, target)
+    _forget_stale_coverage(work, ["tests/conftest.py", *(tests or target.tests)])
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
     proc = _mutmut(work, "run", "--max-children", "1", kernels=target.kernels)
@@ -351,12 +462,32 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
     return row
 
 
+def _pytest(tests: list[str], work: Path, env: dict[str, str]) -> int:
+    cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", *tests, "-x", "-q",
+           "-p", "no:cacheprovider", "-m", "not slow and not browser"]
+    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                          check=False).returncode
+
+
 def run_planted(names: list[str], override: list[str] | None = None) -> list[dict]:
-    """Plant each bug of ``PLANTED`` for the chosen targets in a copy and run their tests."""
+    """Plant each bug of ``PLANTED`` for the chosen targets in a copy and run their tests.
+
+    The tests first run once on the unchanged copy: a bug "killed" by tests
+    that fail anyway would prove nothing, so such bugs are reported as
+    ``tests fail unplanted`` instead.
+    """
     bugs = [p for p in PLANTED if p.target in names]
     if not bugs:
         return []
     work = WORK / "planted"
+    work.mkdir(parents=True, exist_ok=True)
+    # one run at a time: a second run would replace the copy under the first one's tests
+    lock = (work / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another run is planting bugs in .mutation/planted; wait for it "
+                         "to finish") from None
     shutil.rmtree(work / "bnproof", ignore_errors=True)
     shutil.copytree(ROOT / "bnproof", work / "bnproof",
                     ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
@@ -365,22 +496,30 @@ def run_planted(names: list[str], override: list[str] | None = None) -> list[dic
     shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
     env = dict(os.environ, PYTHONPATH=str(work))
     rows = []
+    baseline: dict[tuple[str, ...], int] = {}
     for bug in bugs:
+        target = TARGETS.get(bug.target)
+        tests = override or (target.tests if target else PLANTED_TESTS[bug.target])
+        tests = tuple(t for t in tests if (ROOT / t.split("::")[0]).exists())
+        if tests not in baseline:
+            baseline[tests] = _pytest(list(tests), work, env)
+            if baseline[tests]:
+                print(f"  planted ({bug.target}): the tests fail without a planted bug",
+                      file=sys.stderr)
         path = work / bug.module
         source = path.read_text(encoding="utf-8")
         if source.count(bug.before) != 1:
             rows.append({"target": bug.target, "why": bug.why, "result": "stale"})
             continue
+        if baseline[tests]:
+            rows.append({"target": bug.target, "why": bug.why, "result": "tests fail unplanted"})
+            continue
         path.write_text(source.replace(bug.before, bug.after), encoding="utf-8")
-        target = TARGETS.get(bug.target)
-        tests = override or (target.tests if target else PLANTED_TESTS[bug.target])
-        tests = [t for t in tests if (ROOT / t).exists()]
-        cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", *tests, "-x", "-q",
-               "-p", "no:cacheprovider", "-m", "not slow and not browser"]
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                              check=False)
-        path.write_text(source, encoding="utf-8")
-        result = {0: "survived", 1: "killed"}.get(proc.returncode, f"error {proc.returncode}")
+        try:
+            code = _pytest(list(tests), work, env)
+        finally:
+            path.write_text(source, encoding="utf-8")
+        result = {0: "survived", 1: "killed"}.get(code, f"error {code}")
         rows.append({"target": bug.target, "why": bug.why, "result": result})
         print(f"  planted ({bug.target}): {bug.why}: {result}", file=sys.stderr)
     return rows
@@ -400,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     parser.add_argument("--fresh", action="store_true",
                         help="start from scratch (new copy, every mutant rerun)")
+    parser.add_argument("--no-planted", action="store_true",
+                        help="skip the planted bugs (only mutmut's mutants)")
+    parser.add_argument("--only-planted", action="store_true",
+                        help="only the planted bugs (no mutmut run)")
     parser.add_argument("--tests", nargs="+", metavar="FILE",
                         help="run with these test files instead of the target's own "
                              "(e.g. the suite before new tests, for a before/after score)")
@@ -414,14 +557,18 @@ def main(argv: list[str] | None = None) -> int:
         for name, target in TARGETS.items():
             goal = "no survivor" if target.strict else f">= {GOAL:.0%}"
             print(f"{name:12} {target.module:36} {goal:12} {' '.join(target.tests)}")
+        for name, tests in PLANTED_TESTS.items():
+            count = sum(1 for bug in PLANTED if bug.target == name)
+            print(f"{name:12} {f'{count} planted bugs':36} {'all killed':12} {' '.join(tests)}")
         return 0
     strict = [n for n, t in TARGETS.items() if t.strict]
     names = [*TARGETS, *PLANTED_TESTS] if args.all else (args.targets or strict)
     # by default also the planted thresholds of the experiments (not their mutmut runs)
     planted_for = names if (args.all or args.targets) else [*strict, "accuracy", *PLANTED_TESTS]
-    planted = run_planted(planted_for, args.tests)
-    rows = [run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
-            for n in names if n in TARGETS]
+    planted = [] if args.no_planted else run_planted(planted_for, args.tests)
+    rows = [] if args.only_planted else [
+        run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
+        for n in names if n in TARGETS]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
     ok = True

@@ -22,8 +22,10 @@ ONE_ULP_REL = 2.0**-23
 OFFSETS = [0.0, 1e2, 1e3, 1e4, 1e5, 1e6]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def result():
+    # per test, not per module: mutation testing attributes a module fixture's
+    # calls to the first test only (the experiment takes milliseconds here)
     return accuracy_vs_offset(OFFSETS, shape=(512, 8), seed=3)
 
 
@@ -72,6 +74,152 @@ def test_torch_is_far_above_the_floor_at_1e5(result):
     assert torch_rows[1e5]["max_abs_err"] > 100 * bn[1e5]["max_abs_err"]
 
 
+def test_rows_and_setup_say_what_was_measured(result):
+    torch_methods = ["torch"] if "torch" in result["methods"] else []
+    assert result["methods"] == ["bnproof", "two-pass-float32", "one-pass-float32",
+                                 *torch_methods]
+    assert [(r["offset_over_std"], r["method"]) for r in result["rows"]] == [
+        (o, m) for o in OFFSETS for m in result["methods"]]
+    for row in result["rows"]:
+        assert list(row) == ["offset_over_std", "method", "max_err_ulp", "max_abs_err",
+                             "within_goal"]
+    assert result["setup"] == {
+        "shape": [512, 8],
+        "std": 1.0,
+        "seed": 3,
+        "dtype": "float32",
+        "eps": 1e-5,  # PyTorch's default variance floor
+        "gamma": 1.0,
+        "beta": 0.0,
+        "inputs": "x = float32(offset * std + std * z), z standard normal, one draw "
+        "shared by every offset",
+        "error": "max over outputs of |y - y_exact| / (ulp_float32(y_exact) + "
+        "abs_allowance / goal_ulp); <= goal_ulp exactly when |y - y_exact| <= "
+        "goal_ulp * ulp + abs_allowance",
+        "abs_allowance": ABS_ALLOWANCE,
+        "goal_ulp": GOAL_ULP,
+        "one_pass_float32": "var = mean(x^2) - mean(x)^2 in float32, clamped at 0",
+    }
+    assert result["reference"] == (
+        "exact result from the same float32 inputs: per-channel mean and squared deviations "
+        "summed with math.fsum (correctly rounded) in float64, output (x - mean) / sqrt(var "
+        "+ eps) in float64; its own error is below 1e-3 float32 ulp")
+
+
+def test_defaults_and_the_documented_inputs(monkeypatch):
+    # the defaults are std 1 and seed 0; each method sees float32(offset * std + std * z)
+    from bnproof.experiments import accuracy
+
+    seen = []
+    real = accuracy._exact
+    monkeypatch.setattr(accuracy, "_exact", lambda x32, eps: seen.append((x32, eps)) or real(
+        x32, eps))
+    setup = accuracy_vs_offset([0.0, 10.0], shape=(16, 3))["setup"]
+    assert (setup["shape"], setup["std"], setup["seed"]) == ([16, 3], 1.0, 0)
+    assert accuracy_vs_offset([10.0], shape=(16, 3), std=0.5, seed=2)["setup"]["std"] == 0.5
+    z0 = np.random.default_rng(0).standard_normal((16, 3))
+    z2 = np.random.default_rng(2).standard_normal((16, 3))
+    expected = [(0.0 * 1.0 + 1.0 * z0), (10.0 * 1.0 + 1.0 * z0), (10.0 * 0.5 + 0.5 * z2)]
+    assert len(seen) == 3
+    for (x32, eps), x in zip(seen, expected, strict=True):
+        assert x32.dtype == np.float32 and eps == 1e-5
+        np.testing.assert_array_equal(x32, x.astype(np.float32))
+
+
+def test_each_method_on_a_batch_worked_by_hand():
+    from bnproof.experiments import accuracy
+
+    # channels (1, 3), (10, 30), (5, 5.5): means 2, 20, 5.25; variances 1, 100, 1/16
+    x = np.array([[1, 10, 5], [3, 30, 5.5]], np.float32)
+    eps = 0.25
+    exact = np.array([[-1, -10, -0.25], [1, 10, 0.25]]) / np.sqrt(
+        np.array([1, 100, 1 / 16]) + eps)
+    for method in (accuracy._two_pass_float32, accuracy._one_pass_float32, accuracy._bnproof):
+        y = method(x, eps)
+        assert y.dtype == np.float32 and y.shape == (2, 3)
+        np.testing.assert_allclose(y, exact, rtol=2**-23, atol=0)  # within an ulp
+    np.testing.assert_allclose(accuracy._exact(x, eps), exact, rtol=1e-15, atol=0)
+    # the exact result of three rows: mean 2, variance 2/3 (divided by N, not N - 1)
+    x3 = np.array([[1, 10], [2, 20], [3, 30]], np.float32)
+    np.testing.assert_allclose(accuracy._exact(x3, 0.0),
+                               np.array([[-1, -1], [0, 0], [1, 1]]) * np.sqrt(1.5), rtol=1e-15)
+    assert accuracy._exact(x3, 0.0).dtype == np.float64
+
+
+def test_one_pass_variance_is_clamped_at_zero():
+    from bnproof.experiments import accuracy
+
+    # 1e4 + {0, 1/4, 1/2} in float32: E[x^2] - E[x]^2 loses every bit of the
+    # variance 1/24 and comes out -8, so the clamp decides: 0, and the outputs
+    # are the deviations (-1/4, 0, 1/4) over sqrt(eps) with eps = 1
+    x = np.array([[1e4], [1e4 + 0.25], [1e4 + 0.5]], np.float32)
+    mean_sq = (x * x).mean(axis=0, dtype=np.float32)
+    assert mean_sq - np.float32(1e4 + 0.25) ** 2 == -8
+    np.testing.assert_array_equal(accuracy._one_pass_float32(x, 1.0), [[-0.25], [0], [0.25]])
+
+
+def test_errors_in_ulp_with_the_absolute_allowance():
+    from bnproof.experiments.accuracy import _errors
+
+    # one float32 ulp at 1.0 is 2**-23; near 0 the ulp is tiny and the
+    # allowance 1e-7 / 2 per ulp takes over: 1e-7 there is exactly the goal, 2
+    ulp_err, abs_err = _errors(np.array([1 + 2**-23, 1e-7]), np.array([1.0, 0.0]))
+    assert ulp_err == pytest.approx(2.0, rel=1e-6)
+    assert abs_err == pytest.approx(2**-23, rel=1e-12)
+    ulp_err, _ = _errors(np.array([1 + 2**-23, 0.0], np.float32), np.array([1.0, 0.0]))
+    assert ulp_err == pytest.approx(2**-23 / (2**-23 + 5e-8), rel=1e-12)
+    assert _errors(np.array([-4.0]), np.array([4.0])) == (
+        pytest.approx(8 / (2**-21 + 5e-8), rel=1e-12), 8.0)  # ulp(4) = 2**-21
+    assert _errors(np.array([np.nan, 0.0]), np.array([1.0, 0.0])) == (np.inf, np.inf)
+    assert _errors(np.array([np.inf]), np.array([1.0])) == (np.inf, np.inf)
+
+
+def test_non_finite_outputs_are_reported_not_raised():
+    # at |mean| / std = 1e20 every float32 input is 1e20: x^2 overflows in the
+    # one-pass method (no warning escapes, under warnings-as-errors), whose
+    # errors are None and not within the goal; bnproof's output is exactly 0
+    rows = {r["method"]: r for r in accuracy_vs_offset([1e20], shape=(8, 2))["rows"]}
+    assert rows["one-pass-float32"] == {"offset_over_std": 1e20, "method": "one-pass-float32",
+                                        "max_err_ulp": None, "max_abs_err": None,
+                                        "within_goal": False}
+    assert rows["bnproof"] == {"offset_over_std": 1e20, "method": "bnproof",
+                               "max_err_ulp": 0.0, "max_abs_err": 0.0, "within_goal": True}
+
+
+@pytest.mark.parametrize(("errors", "within"), [((2.0, 1e-7), True), ((2.0000001, 1e-7), False),
+                                                ((np.inf, np.inf), False)])
+def test_within_goal_is_at_most_two_ulp(monkeypatch, errors, within):
+    from bnproof.experiments import accuracy
+
+    monkeypatch.setattr(accuracy, "_errors", lambda y, exact: errors)
+    for row in accuracy_vs_offset([0.0], shape=(4, 1))["rows"]:
+        assert row["within_goal"] is within
+        finite = bool(np.isfinite(errors[0]))
+        assert row["max_err_ulp"] == (errors[0] if finite else None)
+        assert row["max_abs_err"] == (errors[1] if finite else None)
+
+
+def test_torch_runs_on_one_thread_and_restores_the_count(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from bnproof.experiments import accuracy
+
+    threads = []
+    real = torch.nn.functional.batch_norm
+
+    def recording(*args, **kwargs):
+        threads.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch.nn.functional, "batch_norm", recording)
+    run = accuracy._torch_method()
+    x = np.array([[1, 10], [3, 30]], np.float32)
+    np.testing.assert_allclose(run(x, 0.25), [[-1 / np.sqrt(1.25), -10 / np.sqrt(100.25)],
+                                              [1 / np.sqrt(1.25), 10 / np.sqrt(100.25)]],
+                               rtol=2**-22)
+    assert threads == [1] and torch.get_num_threads() == before
+
+
 def test_same_seed_same_result():
     a = accuracy_vs_offset([1e3], shape=(64, 2), seed=1)
     b = accuracy_vs_offset([1e3], shape=(64, 2), seed=1)
@@ -94,6 +242,39 @@ def test_same_seed_same_result():
 def test_bad_arguments(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         accuracy_vs_offset(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "message"),
+    [
+        (([],), {}, ValueError,
+         "offsets is empty; pass at least one |mean| / std, e.g. [0, 1e3, 1e6]"),
+        ((["1"],), {}, ValueError, "offset '1' must be a finite number >= 0 (|mean| / std, "
+                                   "e.g. 1e5)"),
+        (([True],), {}, ValueError, "offset True must be a finite number >= 0 (|mean| / std, "
+                                    "e.g. 1e5)"),
+        (([0.0],), {"shape": (4.0, 4)}, ValueError,
+         "shape must be (N, C) with N >= 2 and C >= 1, got (4.0, 4) (e.g. (1024, 16))"),
+        (([0.0],), {"shape": (2, 0)}, ValueError,
+         "shape must be (N, C) with N >= 2 and C >= 1, got (2, 0) (e.g. (1024, 16))"),
+        (([0.0],), {"std": "1"}, ValueError, "std must be a finite number > 0, got '1' "
+                                             "(e.g. 1.0)"),
+        (([0.0],), {"std": True}, ValueError, "std must be a finite number > 0, got True "
+                                              "(e.g. 1.0)"),
+    ],
+)
+def test_refusals_name_the_value_and_the_fix(args, kwargs, exc, message):
+    with pytest.raises(exc) as error:
+        accuracy_vs_offset(*args, **kwargs)
+    assert str(error.value) == message
+
+
+def test_the_smallest_batch_is_accepted():
+    # N = 2 values of C = 1 channel: the least the experiment can measure
+    rows = accuracy_vs_offset([0.0], shape=(2, 1))["rows"]
+    assert {r["method"] for r in rows} >= {"bnproof", "two-pass-float32", "one-pass-float32"}
+    assert all(len(accuracy_vs_offset([0.0], shape=s)["rows"]) == len(rows)
+               for s in ((3, 1), (2, 2)))
 
 
 # --------------------------------------------------------------------------- #

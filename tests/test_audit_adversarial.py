@@ -92,6 +92,25 @@ class _UnbatchedConv(nn.Module):
         return self.bn(self.conv(x[0]))
 
 
+class _BiasIntoUnbatchedConv(nn.Module):
+    """A bias along the last axis entering Conv1d on one (C, L) sample.
+
+    The convolution mixes the input channels (axis 0), so the bias reaches
+    its output as ``sum_c W[o, c] b[l]``: it varies along the rows the
+    BatchNorm1d that follows treats as samples, and nothing cancels. The
+    convolution's rule holds only at the batched rank (N, C, L).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.conv = nn.Conv1d(3, 5, 1)  # on (3, 4) -> (5, 4)
+        self.bn = nn.BatchNorm1d(4)  # (N=5, C=4)
+
+    def forward(self, x):
+        return self.bn(self.conv(self.lin(x)))
+
+
 class _UnbatchedInstanceNorm(nn.Module):
     """InstanceNorm1d on a 2-D tensor is unbatched (C, L): it normalizes each row."""
 
@@ -136,6 +155,7 @@ class _IntegerCast(nn.Module):
 
 @pytest.mark.parametrize(("model_class", "shape"), [
     (_UnbatchedConv, (2, 3, 4, 5)),
+    (_BiasIntoUnbatchedConv, (3, 4)),
     (_UnbatchedInstanceNorm, (4, 3)),
     (_PoolAlongFeatures, (8, 3)),
     (_FunctionalPoolAlongFeatures, (8, 3)),

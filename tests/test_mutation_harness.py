@@ -45,6 +45,18 @@ def test_planted_bugs_belong_to_known_targets(harness):
     for bug in harness.PLANTED:
         assert bug.target in harness.TARGETS or bug.target in harness.PLANTED_TESTS
         assert (ROOT / bug.module).is_file() and bug.before != bug.after
+        # each bug can be planted: its text occurs exactly once in the module
+        source = (ROOT / bug.module).read_text(encoding="utf-8")
+        assert source.count(bug.before) == 1, bug.why
+    # the issue: the audit's rules, the bridge's semantics, the precise
+    # statistics and the family claims each have planted bugs
+    assert {"audit", "torch", "precise", "family"} <= {bug.target for bug in harness.PLANTED}
+    for name, tests in harness.PLANTED_TESTS.items():
+        for test in tests:
+            path, _, function = test.partition("::")
+            assert path.startswith("tests/test_") and (ROOT / path).is_file(), name
+            if function:
+                assert f"def {function}(" in (ROOT / path).read_text(encoding="utf-8"), test
 
 
 def test_list_and_usage_errors(harness, capsys):
