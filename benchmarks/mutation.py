@@ -107,7 +107,8 @@ TARGETS = {
     ),
     "batch_norm": Target(
         "bnproof/kernels/_batch_norm.py",
-        ("tests/test_kernels.py", "tests/test_batch_norm_guards.py"),
+        ("tests/test_kernels.py", "tests/test_kernels_runtime.py",
+         "tests/test_batch_norm_guards.py"),
         strict=True,
         # not the tests that start processes, threads or compile caches
         # the wrappers' tests: validation, buffers, layouts, glue (not the
@@ -143,6 +144,10 @@ TARGETS = {
                        kernels=True),
     "collect": Target(
         "bnproof/report/_collect.py",
+        ("tests/test_report_collect.py", "tests/test_report_failures.py"),
+        kernels=True,
+    ),    "processes": Target(
+        "bnproof/report/_second_process.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
     ),
