@@ -18,6 +18,12 @@
 
 Both are checked at the concrete sizes of :data:`bnproof.symbolic._family.LAYOUTS`
 (``symbolic: false``), through :func:`bnproof.symbolic.establish`.
+
+* ``{row}-weight-grad-orthogonal-symbolic`` (batch, instance, layer, RMS,
+  weight normalization): the product for a symbolic size of the index set
+  the statistics run over and a symbolic input width ``D``, with builders
+  from :mod:`bnproof.symbolic._family_weight_grad` (which also says why
+  group normalization has none).
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from sympy import Rational, Symbol
 
 from ._engine import Identity, Nonzero, establish
 from ._family import LAYOUTS, ROWS, _normalize, data, summed
+from ._family_weight_grad import (
+    SYMBOLIC_D_CONCRETE_D,
+    SYMBOLIC_D_N_MAX,
+    SYMBOLIC_ROWS,
+    weight_grad_symbolic,
+)
 from ._indexsets import Layout, tensor
 from ._proof import Claim, Proof
 from ._registry import register
@@ -144,45 +156,6 @@ def _weight_grad(row_name: str):
     return build
 
 
-#: Width of w at concrete N, and the largest concrete N, for the symbolic-D
-#: claim (the exact expansion of <w, grad_w L> grows fast with both).
-SYMBOLIC_D_CONCRETE_D = 2
-SYMBOLIC_D_N_MAX = 3
-
-
-def _weight_grad_symbolic(batch, indices) -> list:
-    """<w, grad_w L> = 0 for x_n = sum_d U[n, d] w[d], batch norm at eps = 0."""
-    from ._models import SymbolicBatch, loss_gradient, training
-
-    U = sympy.IndexedBase("U", real=True)
-    w = sympy.IndexedBase("w", real=True)
-    D = Symbol("D", integer=True, positive=True)
-    d, e = Symbol("d", integer=True), Symbol("e", integer=True)
-    if isinstance(batch, SymbolicBatch):
-        def values(t):
-            return sympy.Sum(U[t, d] * w[d], (d, 1, D))
-
-        weights = None
-    else:
-        weights = [Symbol(f"w_{c}", real=True) for c in range(1, SYMBOLIC_D_CONCRETE_D + 1)]
-
-        def values(t):
-            return sympy.Add(*(Symbol(f"U_{t}{c}", real=True) * wc
-                               for c, wc in enumerate(weights, 1)))
-
-    def inner(model):
-        if weights is None:
-            return sympy.Sum(w[e] * loss_gradient(model, w[e]), (e, 1, D))
-        return sympy.Add(*(wc * loss_gradient(model, wc) for wc in weights))
-
-    ranges = {**batch.ranges, e: (sympy.S.One, D)} if batch.symbolic else {}
-    label = Symbol(r"\langle w, \nabla_w L \rangle", real=True)
-    return [
-        Identity(label, inner(training(batch, values, eps=sympy.S.Zero)), 0, ranges),
-        Nonzero(label, inner(training(batch, values)), {eps: Rational(1, 2)}),
-    ]
-
-
 def _claim(cid: str, statement: str, build, assumptions, section: str) -> Claim:
     def prove_claim(n_max: int) -> Proof:
         # the sizes are the layouts' (LAYOUTS); one concrete pass suffices
@@ -193,28 +166,62 @@ def _claim(cid: str, statement: str, build, assumptions, section: str) -> Claim:
                  symbolic_n_expected=False, section=section, group="family")
 
 
-def _symbolic_d_claim() -> Claim:
-    cid = "batch-weight-grad-orthogonal-symbolic"
+#: What each symbolic-size claim states, the size its statistics run over
+#: (the engine's N), and its section.
+_SYMBOLIC = {
+    "batch": ("For x_n = sum_d U[n, d] w[d] feeding batch normalization at eps = 0, "
+              "<w, grad_w L> = 0 for any loss, for a symbolic batch size N and a symbolic "
+              "width D (the sum over d moves inside the sum over n); not 0 for eps > 0.",
+              r"\sum_{d=1}^{D} w_d \frac{\partial L}{\partial w_d} = 0", "N samples",
+              "Section 3.3 of Ioffe & Szegedy (2015); Salimans & Kingma (2016)"),
+    "instance": ("For a_p = sum_d x[p, d] w[d] feeding instance normalization (one sample "
+                 "and channel, statistics over its P positions) at eps = 0, <w, grad_w L> = 0 "
+                 "for any loss, for a symbolic P and a symbolic width D; not 0 for eps > 0.",
+                 r"\sum_{d=1}^{D} w_d \frac{\partial L}{\partial w_d} = 0", "P positions",
+                 "Ulyanov, Vedaldi & Lempitsky (2016); van Laarhoven (2017)"),
+    "layer": ("For one sample's features a_c = sum_d W[c, d] x[d] feeding layer normalization "
+              "(statistics over the C features, per-feature gamma_c, beta_c) at eps = 0, "
+              "<W, grad_W L> = 0 over the whole matrix for any loss, for a symbolic C and a "
+              "symbolic width D; not 0 for eps > 0.",
+              r"\sum_{c=1}^{C} \sum_{d=1}^{D} W_{cd} \frac{\partial L}{\partial W_{cd}} = 0",
+              "C features", "Ba, Kiros & Hinton (2016), section 5.1; van Laarhoven (2017)"),
+    "rms": ("For one sample's features a_c = sum_d W[c, d] x[d] feeding RMS normalization "
+            "(root mean square over the C features, per-feature gamma_c, beta_c) at eps = 0, "
+            "<W, grad_W L> = 0 over the whole matrix for any loss, for a symbolic C and a "
+            "symbolic width D; not 0 for eps > 0.",
+            r"\sum_{c=1}^{C} \sum_{d=1}^{D} W_{cd} \frac{\partial L}{\partial W_{cd}} = 0",
+            "C features", "Zhang & Sennrich (2019); van Laarhoven (2017)"),
+    "weight": ("For weight normalization y_n = g sum_d v[d] x[n, d] / ||v|| over N samples, "
+               "<v, grad_v L> = 0 for any loss and every v != 0, for a symbolic N and a "
+               "symbolic width D; not 0 once a floor eps > 0 enters the norm, "
+               "sqrt(||v||^2 + eps).",
+               r"\sum_{d=1}^{D} v_d \frac{\partial L}{\partial v_d} = 0", "N samples",
+               "Salimans & Kingma (2016), section 2.1"),
+}
+
+
+def _symbolic_claim(row: str) -> Claim:
+    cid = f"{row}-weight-grad-orthogonal-symbolic"
+    statement, latex, size, section = _SYMBOLIC[row]
+    build = weight_grad_symbolic(row)
 
     def prove_claim(n_max: int) -> Proof:
-        return establish(cid, _weight_grad_symbolic, n_max=min(n_max, SYMBOLIC_D_N_MAX))
+        return establish(cid, build, n_max=min(n_max, SYMBOLIC_D_N_MAX))
 
+    condition = "every v != 0 (witness: sqrt(||v||^2 + eps), eps = 1/2)" if row == "weight" \
+        else "eps = 0 (witness for eps = 1/2)"
     return Claim(
-        id=cid,
-        statement="For x_n = sum_d U[n, d] w[d] feeding batch normalization at eps = 0, "
-        "<w, grad_w L> = 0 for any loss, for a symbolic batch size N and a symbolic width "
-        "D (the sum over d moves inside the sum over n); not 0 for eps > 0.",
-        latex=r"\sum_{d=1}^{D} w_d \frac{\partial L}{\partial w_d} = 0",
-        assumptions=("eps = 0 (witness for eps = 1/2)", "symbolic N and D; concrete "
-                     f"N = 2..{SYMBOLIC_D_N_MAX} with D = {SYMBOLIC_D_CONCRETE_D}"),
+        id=cid, statement=statement, latex=latex,
+        assumptions=(condition, f"symbolic sizes of the {size} and D; concrete "
+                     f"{size.split()[0]} = 2..{SYMBOLIC_D_N_MAX} with D = {SYMBOLIC_D_CONCRETE_D}"),
         expected="proved", prove=prove_claim, symbolic_n_expected=True,
-        section="Section 3.3 of Ioffe & Szegedy (2015); Salimans & Kingma (2016)",
-        group="family")
+        section=section, group="family")
 
 
 def register_claims() -> None:
     """Register the bias-part and weight-gradient claims (called once, by the package)."""
-    register(_symbolic_d_claim())
+    for _row in SYMBOLIC_ROWS:
+        register(_symbolic_claim(_row))
     for _row in ("batch", "layer", "rms", "group", "instance"):
         _setting = ROWS[_row].setting
         register(_claim(

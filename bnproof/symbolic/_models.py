@@ -245,8 +245,17 @@ def inference(batch: Batch, values: Values | None = None) -> Model:
     )
 
 
-def rms(batch: Batch, values: Values | None = None) -> Model:
+def rms(batch: Batch, values: Values | None = None, eps: sympy.Expr = eps) -> Model:
     """RMS normalization (no centering): ``y_i = gamma x_i / sqrt(mean(x**2) + eps) + beta``.
+
+    Parameters
+    ----------
+    batch : SymbolicBatch or ConcreteBatch
+        The values the mean square runs over.
+    values : callable, optional
+        ``values(index)`` -> input; default ``x[index]``.
+    eps : sympy.Expr, optional
+        The floor under the mean square (default the symbol ``epsilon >= 0``).
 
     Notes
     -----
