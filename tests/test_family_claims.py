@@ -65,7 +65,7 @@ def test_a_per_vector_claim_for_layer_norm_is_refuted():
 
 
 SYMBOLIC_WEIGHT_GRAD = [f"{row}-weight-grad-orthogonal-symbolic"
-                        for row in ("batch", "instance", "layer", "rms", "weight")]
+                        for row in ("batch", "instance", "layer", "rms", "group", "weight")]
 
 
 @pytest.mark.parametrize("claim_id", SYMBOLIC_WEIGHT_GRAD)
@@ -90,13 +90,13 @@ def _at_positive_eps(row):
     return flipped
 
 
-@pytest.mark.parametrize("row", ["batch", "instance", "layer", "rms", "weight"])
+@pytest.mark.parametrize("row", ["batch", "instance", "layer", "rms", "group", "weight"])
 def test_at_positive_eps_the_weight_grad_identity_is_not_proved(row):
     proof = establish(f"{row}-eps-positive", _at_positive_eps(row), n_max=3)
     assert proof.verdict == "refuted" and not proof.symbolic_n, proof.reason
 
 
-@pytest.mark.parametrize("row", ["batch", "instance", "layer", "rms", "weight"])
+@pytest.mark.parametrize("row", ["batch", "instance", "layer", "rms", "group", "weight"])
 def test_the_symbolic_zero_test_leaves_the_positive_eps_product(row):
     from bnproof.symbolic import vanishes
     from bnproof.symbolic._models import SymbolicBatch
@@ -105,7 +105,7 @@ def test_the_symbolic_zero_test_leaves_the_positive_eps_product(row):
     assert not vanishes(identity.lhs, identity.ranges).is_zero
 
 
-@pytest.mark.parametrize("row", ["layer", "rms"])
+@pytest.mark.parametrize("row", ["layer", "rms", "group"])
 def test_a_wrongly_weighted_row_of_the_matrix_product_is_refused(row):
     from bnproof.symbolic._family_weight_grad import weight_grad_symbolic
 
@@ -143,9 +143,8 @@ def test_a_gradient_that_holds_the_norm_constant_is_refused(monkeypatch):
     assert proof.verdict == "refuted" and not proof.symbolic_n, proof.reason
 
 
-def test_group_norm_has_no_symbolic_weight_grad_builder():
+def test_a_row_without_a_symbolic_weight_grad_builder_is_named():
     from bnproof.symbolic._family_weight_grad import weight_grad_symbolic
 
-    with pytest.raises(ValueError, match="'group'"):
-        weight_grad_symbolic("group")
-    assert "group-weight-grad-orthogonal-symbolic" not in CLAIMS
+    with pytest.raises(ValueError, match="'center-only'"):
+        weight_grad_symbolic("center-only")

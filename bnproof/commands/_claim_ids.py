@@ -25,6 +25,7 @@ CLAIM_IDS = (
     "instance-weight-grad-orthogonal-symbolic",
     "layer-weight-grad-orthogonal-symbolic",
     "rms-weight-grad-orthogonal-symbolic",
+    "group-weight-grad-orthogonal-symbolic",
     "weight-weight-grad-orthogonal-symbolic",
     "batch-bias-cancelling-part",
     "layer-bias-cancelling-part",

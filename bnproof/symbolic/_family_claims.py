@@ -20,10 +20,9 @@ Both are checked at the concrete sizes of :data:`bnproof.symbolic._family.LAYOUT
 (``symbolic: false``), through :func:`bnproof.symbolic.establish`.
 
 * ``{row}-weight-grad-orthogonal-symbolic`` (batch, instance, layer, RMS,
-  weight normalization): the product for a symbolic size of the index set
-  the statistics run over and a symbolic input width ``D``, with builders
-  from :mod:`bnproof.symbolic._family_weight_grad` (which also says why
-  group normalization has none).
+  group, weight normalization): the product for symbolic sizes of the index
+  sets the statistics run over and a symbolic input width ``D``, with
+  builders from :mod:`bnproof.symbolic._family_weight_grad`.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ from sympy import Rational, Symbol
 from ._engine import Identity, Nonzero, establish
 from ._family import LAYOUTS, ROWS, _normalize, data, summed
 from ._family_weight_grad import (
+    GROUP_CONCRETE_P,
+    GROUP_N_MAX,
     SYMBOLIC_D_CONCRETE_D,
     SYMBOLIC_D_N_MAX,
     SYMBOLIC_ROWS,
@@ -191,6 +192,13 @@ _SYMBOLIC = {
             "symbolic width D; not 0 for eps > 0.",
             r"\sum_{c=1}^{C} \sum_{d=1}^{D} W_{cd} \frac{\partial L}{\partial W_{cd}} = 0",
             "C features", "Zhang & Sennrich (2019); van Laarhoven (2017)"),
+    "group": ("For one sample and one group of K channels over P positions, a[q, p] = "
+              "sum_d W[q, d] x[d, p] feeding group normalization (statistics over the group's "
+              "channels and positions, per-channel gamma_q, beta_q) at eps = 0, the product "
+              "<W_G, grad_{W_G} L> over the group's rows of W is 0 for any loss (so is the whole "
+              "matrix's), for symbolic K, P and width D; not 0 for eps > 0.",
+              r"\sum_{q=1}^{K} \sum_{d=1}^{D} W_{qd} \frac{\partial L}{\partial W_{qd}} = 0",
+              "K channels of a group", "Wu & He (2018); van Laarhoven (2017)"),
     "weight": ("For weight normalization y_n = g sum_d v[d] x[n, d] / ||v|| over N samples, "
                "<v, grad_v L> = 0 for any loss and every v != 0, for a symbolic N and a "
                "symbolic width D; not 0 once a floor eps > 0 enters the norm, "
@@ -205,15 +213,19 @@ def _symbolic_claim(row: str) -> Claim:
     statement, latex, size, section = _SYMBOLIC[row]
     build = weight_grad_symbolic(row)
 
+    largest = GROUP_N_MAX if row == "group" else SYMBOLIC_D_N_MAX
+
     def prove_claim(n_max: int) -> Proof:
-        return establish(cid, build, n_max=min(n_max, SYMBOLIC_D_N_MAX))
+        return establish(cid, build, n_max=min(n_max, largest))
 
     condition = "every v != 0 (witness: sqrt(||v||^2 + eps), eps = 1/2)" if row == "weight" \
         else "eps = 0 (witness for eps = 1/2)"
     return Claim(
         id=cid, statement=statement, latex=latex,
-        assumptions=(condition, f"symbolic sizes of the {size} and D; concrete "
-                     f"{size.split()[0]} = 2..{SYMBOLIC_D_N_MAX} with D = {SYMBOLIC_D_CONCRETE_D}"),
+        assumptions=(condition, f"symbolic sizes of the {size}{', P' if row == 'group' else ''}"
+                     f" and D; concrete {size.split()[0]} = 2..{largest} with "
+                     + (f"P = {GROUP_CONCRETE_P}, " if row == "group" else "")
+                     + f"D = {SYMBOLIC_D_CONCRETE_D}"),
         expected="proved", prove=prove_claim, symbolic_n_expected=True,
         section=section, group="family")
 

@@ -23,10 +23,12 @@ Each builder also gives the negative control where the invariance fails:
 product has an exact nonzero witness. At a concrete size the sums over
 ``d`` are written out with ``D = SYMBOLIC_D_CONCRETE_D``.
 
-Group normalization is not here: its statistics run over two index sets
-(the ``K`` channels of a group and the ``P`` positions), with a weight row
-shared by the positions of a channel; the engine's symbolic route has one
-symbolic index set, so the row keeps its concrete claim only.
+* group: one sample and one group of ``K`` channels (the engine's size)
+  over ``P`` positions (a second symbolic size), ``a[q, p] = sum_d W[q, d]
+  x[d, p]``, a weight row shared by a channel's positions; the product over
+  the group's rows is 0 at ``eps = 0`` (so over every group's, the whole
+  matrix). The sums are double sums written here, not the engine's batch;
+  at concrete sizes ``K = 2..GROUP_N_MAX`` and ``P = GROUP_CONCRETE_P``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ from sympy import IndexedBase, Rational, Sum, Symbol
 from ._engine import Identity, Nonzero
 from ._models import SymbolicBatch, loss_gradient, n, rms, training
 
-__all__ = ["SYMBOLIC_D_CONCRETE_D", "SYMBOLIC_D_N_MAX", "SYMBOLIC_ROWS", "weight_grad_symbolic"]
+__all__ = [
+    "GROUP_CONCRETE_P",
+    "GROUP_N_MAX",
+    "SYMBOLIC_D_CONCRETE_D",
+    "SYMBOLIC_D_N_MAX",
+    "SYMBOLIC_ROWS",
+    "weight_grad_symbolic",
+]
 
 #: Width of the weights at concrete sizes, and the largest concrete size, for
 #: the symbolic-D claims (the exact expansion of the product grows fast with both).
@@ -47,7 +56,7 @@ SYMBOLIC_D_CONCRETE_D = 2
 SYMBOLIC_D_N_MAX = 3
 
 #: The rows with a symbolic-size claim.
-SYMBOLIC_ROWS = ("batch", "instance", "layer", "rms", "weight")
+SYMBOLIC_ROWS = ("batch", "instance", "layer", "rms", "group", "weight")
 
 eps = Symbol("epsilon", nonnegative=True)
 D = Symbol("D", integer=True, positive=True)
@@ -168,6 +177,70 @@ def _weight_norm(batch) -> list:
     ]
 
 
+#: Positions per channel at concrete sizes for group normalization (the
+#: group's channels K take the engine's sizes, 2..GROUP_N_MAX).
+GROUP_CONCRETE_P = 2
+GROUP_N_MAX = 2
+
+
+def _group(batch, row_scale: Callable) -> list:
+    """Group normalization: one sample and group, ``a[q, p] = sum_d W[q, d] x[d, p]``.
+
+    The statistics run over the group's ``K`` channels (the engine's size)
+    and ``P`` positions; the product is over the group's rows of ``W``.
+    """
+    q, p, r, s, h, t = (Symbol(name, integer=True) for name in "qprsht")
+    if isinstance(batch, SymbolicBatch):
+        K, P = batch.size, Symbol("P", integer=True, positive=True)
+        W, x = IndexedBase("W", real=True), IndexedBase("x", real=True)
+        gamma, beta, g = (IndexedBase(name, real=True) for name in ("gamma", "beta", "g"))
+
+        def a(qq, pp):
+            return Sum(W[qq, d] * x[d, pp], (d, 1, D))
+
+        def over(body, i1, i2):
+            return Sum(Sum(body(i1, i2), (i2, 1, P)), (i1, 1, K))
+
+        def pairs(body):
+            return Sum(Sum(row_scale(f) * W[f, e] * body(W[f, e]), (e, 1, D)), (f, 1, K))
+
+        def item(base, *index):
+            return {"gamma": gamma, "beta": beta, "g": g}[base][index]
+
+        ranges = {e: (sympy.S.One, D), f: (sympy.S.One, K)}
+    else:
+        K, P = batch.size, GROUP_CONCRETE_P
+        widths = range(1, SYMBOLIC_D_CONCRETE_D + 1)
+
+        def a(qq, pp):
+            return sympy.Add(*(_concrete("W", qq, k) * _concrete("x", k, pp) for k in widths))
+
+        def over(body, i1, i2):
+            return sympy.Add(*(body(u, v) for u in range(1, K + 1) for v in range(1, P + 1)))
+
+        def pairs(body):
+            return sympy.Add(*(row_scale(u) * _concrete("W", u, k) * body(_concrete("W", u, k))
+                               for u in range(1, K + 1) for k in widths))
+
+        item = _concrete
+        ranges = {}
+
+    def inner(floor):
+        mu = over(a, q, p) / (K * P)
+        var = over(lambda u, v: (a(u, v) - mu) ** 2, r, s) / (K * P)
+
+        def y(u, v):
+            return item("gamma", u) * (a(u, v) - mu) / sympy.sqrt(var + floor) + item("beta", u)
+
+        return pairs(lambda w: over(lambda u, v: item("g", u, v) * sympy.diff(y(u, v), w), h, t))
+
+    label = Symbol(r"\langle W_{\mathcal{G}}, \nabla_{W_{\mathcal{G}}} L \rangle", real=True)
+    return [
+        Identity(label, inner(sympy.S.Zero), 0, ranges),
+        Nonzero(label, inner(eps), {eps: WITNESS_EPS}),
+    ]
+
+
 def weight_grad_symbolic(row: str, row_scale: Callable = lambda c: 1) -> Callable:
     """Return the builder of ``{row}-weight-grad-orthogonal-symbolic`` for :func:`establish`.
 
@@ -176,7 +249,7 @@ def weight_grad_symbolic(row: str, row_scale: Callable = lambda c: 1) -> Callabl
     row : str
         One of :data:`SYMBOLIC_ROWS`.
     row_scale : callable, optional
-        Layer and RMS only: ``row_scale(c)`` weighs row ``c`` of the
+        Layer, RMS and group only: ``row_scale(c)`` weighs row ``c`` of the
         product (default 1, the claim; a negative control passes another).
     """
     if row not in SYMBOLIC_ROWS:
@@ -187,6 +260,8 @@ def weight_grad_symbolic(row: str, row_scale: Callable = lambda c: 1) -> Callabl
         return lambda batch, indices: _per_vector(batch, inputs)
     if row == "weight":
         return lambda batch, indices: _weight_norm(batch)
+    if row == "group":
+        return lambda batch, indices: _group(batch, row_scale)
 
     def model(batch, values, floor):
         if row == "rms":
