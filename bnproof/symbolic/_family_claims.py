@@ -198,7 +198,7 @@ _SYMBOLIC = {
               "<W_G, grad_{W_G} L> over the group's rows of W is 0 for any loss (so is the whole "
               "matrix's), for symbolic K, P and width D; not 0 for eps > 0.",
               r"\sum_{q=1}^{K} \sum_{d=1}^{D} W_{qd} \frac{\partial L}{\partial W_{qd}} = 0",
-              "K channels of a group", "Wu & He (2018); van Laarhoven (2017)"),
+              "K channels of a group, P positions", "Wu & He (2018); van Laarhoven (2017)"),
     "weight": ("For weight normalization y_n = g sum_d v[d] x[n, d] / ||v|| over N samples, "
                "<v, grad_v L> = 0 for any loss and every v != 0, for a symbolic N and a "
                "symbolic width D; not 0 once a floor eps > 0 enters the norm, "
@@ -212,7 +212,6 @@ def _symbolic_claim(row: str) -> Claim:
     cid = f"{row}-weight-grad-orthogonal-symbolic"
     statement, latex, size, section = _SYMBOLIC[row]
     build = weight_grad_symbolic(row)
-
     largest = GROUP_N_MAX if row == "group" else SYMBOLIC_D_N_MAX
 
     def prove_claim(n_max: int) -> Proof:
@@ -222,10 +221,10 @@ def _symbolic_claim(row: str) -> Claim:
         else "eps = 0 (witness for eps = 1/2)"
     return Claim(
         id=cid, statement=statement, latex=latex,
-        assumptions=(condition, f"symbolic sizes of the {size}{', P' if row == 'group' else ''}"
-                     f" and D; concrete {size.split()[0]} = 2..{largest} with "
-                     + (f"P = {GROUP_CONCRETE_P}, " if row == "group" else "")
-                     + f"D = {SYMBOLIC_D_CONCRETE_D}"),
+        assumptions=(condition, f"symbolic {size} and D inputs; concrete " + (
+            f"{size.split()[0]} = " + ("2" if largest == 2 else f"2..{largest}")
+            + (f", P = {GROUP_CONCRETE_P}" if row == "group" else "")
+            + f", D = {SYMBOLIC_D_CONCRETE_D}")),
         expected="proved", prove=prove_claim, symbolic_n_expected=True,
         section=section, group="family")
 
