@@ -146,7 +146,8 @@ TARGETS = {
         "bnproof/report/_collect.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
-    ),    "processes": Target(
+    ),
+    "processes": Target(
         "bnproof/report/_second_process.py",
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
