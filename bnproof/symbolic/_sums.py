@@ -40,7 +40,11 @@ sums:
 Every sum must have ``hi - lo + 1 >= 0`` (known): for reversed limits SymPy
 follows Karr's convention (``Sum(f, (k, 3, 1)) = -f(2)``), under which
 sifting and the constant rule do not hold as stated, so such sums are
-refused.
+refused. Both limits must be known integers: a sum runs over the integers
+from ``lo`` to ``hi``, and for ``hi = N / 2`` the count ``hi - lo + 1`` is
+not the number of terms when ``N`` is odd (SymPy's ``doit`` says ``3/2``
+for ``Sum(1, (k, 1, 3/2))``, which has one term), so such sums are refused
+too.
 
 After these rules every remaining sum is a sum of a single product of
 factors that all depend on the index (a *moment*, e.g. ``Sum(g[k]*x[k])``).
@@ -265,6 +269,14 @@ def _reduce_sum(expr: Sum, ranges: Ranges) -> sympy.Expr:
     for pos, (k, lo, hi) in enumerate(expr.limits):
         if indices & (lo.free_symbols | hi.free_symbols):
             raise SumRuleError(f"the limits of {expr} depend on its own indices")
+        if lo.is_integer is not True or hi.is_integer is not True:
+            # the sum runs over the integers in [lo, hi]: hi - lo + 1 counts them
+            # and sifting finds j among them only for integer limits
+            raise SumRuleError(
+                f"the sum over {k} in [{lo}, {hi}] has a limit not known to be an integer "
+                "(the rules count and sift over the integers lo..hi); declare the sizes "
+                "with integer=True"
+            )
         if not (hi - lo + 1).is_nonnegative:
             raise SumRuleError(
                 f"the sum over {k} in [{lo}, {hi}] may have reversed limits (hi - lo + 1 "
@@ -309,8 +321,9 @@ def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
     Raises
     ------
     SumRuleError
-        When a delta cannot be sifted soundly (unknown index range), or a
-        sum's limits depend on its own index.
+        When a delta cannot be sifted soundly (unknown index range), a
+        sum's limits depend on its own index, are not known integers, or
+        may be reversed.
 
     Notes
     -----
