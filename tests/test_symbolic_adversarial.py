@@ -73,3 +73,25 @@ def test_merging_a_range_needs_integer_limits():
     expr = x[-half] + Sum(x[k], (k, half, N))
     assert merge_ranges(expr) == expr
     assert merge_ranges(x[0] + Sum(x[k], (k, 1, N))) == Sum(x[k], (k, 0, N))  # the control
+
+
+# ---- a summation index whose assumptions its limits contradict ------------- #
+
+
+def test_a_summation_index_is_known_only_from_its_limits():
+    # k is declared positive but runs over -2..-1: there the inner sums are
+    # reversed (Karr: sum_{m=1}^{-1} f = -f(0)) and hold no m = u = 1, so the
+    # whole sum is 0; trusting "k > 0" sifted it to x[1] z[1] (y[-2] + y[-1])
+    u, m = Symbol("u", integer=True), Symbol("m", integer=True)
+    kp = Symbol("k", integer=True, positive=True)
+    y, z = IndexedBase("y", real=True), IndexedBase("z", real=True)
+    inner = Sum(KroneckerDelta(u, m) * x[m], (m, 1, kp))
+    expr = Sum(z[u] * Sum(y[kp] * inner, (kp, -2, -1)), (u, 1, 1))
+    plain_k = Symbol("k", integer=True)
+    assert expr.xreplace({kp: plain_k}).doit() == 0  # SymPy's value
+    sifted = x[1] * z[1] * (y[-2] + y[-1])
+    with pytest.raises(SumRuleError, match="may have reversed limits"):
+        vanishes(expr - sifted)
+    # the control: k over 1..2, where "k > 0" is true, still sifts
+    ok = Sum(z[u] * Sum(y[kp] * inner, (kp, 1, 2)), (u, 1, 1))
+    assert vanishes(ok - x[1] * z[1] * (y[1] + y[2])).is_zero
