@@ -10,9 +10,10 @@ derivation applies them where it needs them (and shows the step):
   = Sum(Sum(c(m) f(k, m), (m, c, d)), (k, a, b))`` for rectangular limits.
 
 Both hold for ordinary finite sums; they are applied only when every sum
-involved is known to have ``hi - lo + 1 >= 0`` (SymPy's Karr convention
-differs for reversed limits, see :mod:`bnproof.symbolic._sums`), and a
-rewrite that would capture a variable is refused.
+involved has limits known to be integers with ``hi - lo + 1 >= 0`` (SymPy's
+Karr convention differs for reversed limits, and a sum runs over the
+integers in its range, see :mod:`bnproof.symbolic._sums`), and a rewrite
+that would capture a variable is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ __all__ = ["interchange_sums", "merge_ranges"]
 
 
 def _length_known(lo, hi) -> bool:
-    return bool((hi - lo + 1).is_nonnegative)
+    """Whether ``lo..hi`` is known to be a range of integers of length ``>= 0``."""
+    return bool(lo.is_integer and hi.is_integer and (hi - lo + 1).is_nonnegative)
 
 
 def _bound(expr: sympy.Basic) -> set:
@@ -81,8 +83,8 @@ def merge_ranges(expr: sympy.Basic) -> sympy.Basic:
     -------
     sympy.Basic
         ``expr`` with every ``c f(lo - 1) + c Sum(f(k), (k, lo, hi))`` (and
-        ``c f(hi + 1) + ...``) merged into one sum. A sum whose length
-        ``hi - lo + 1`` is not known to be ``>= 0`` is left alone, as is a
+        ``c f(hi + 1) + ...``) merged into one sum. A sum whose limits are
+        not known integers with ``hi - lo + 1 >= 0`` is left alone, as is a
         term that matches only up to a different coefficient or point.
 
     Examples
@@ -122,7 +124,7 @@ def _swap(outer: Sum, index: Symbol) -> sympy.Expr:
         if not (_length_known(lo_m, hi_m) and _length_known(lo_k, hi_k)):
             raise SumRuleError(
                 f"cannot interchange the sums over {m} and {k}: a length hi - lo + 1 is "
-                "not known to be >= 0")
+                "not known to be >= 0, or a limit is not known to be an integer")
         if k in coeff.free_symbols or k == m:
             raise SumRuleError(
                 f"cannot interchange: {k} is also free in {coeff}, which would be captured")

@@ -40,7 +40,13 @@ sums:
 Every sum must have ``hi - lo + 1 >= 0`` (known): for reversed limits SymPy
 follows Karr's convention (``Sum(f, (k, 3, 1)) = -f(2)``), under which
 sifting and the constant rule do not hold as stated, so such sums are
-refused.
+refused. Both limits must be known integers: a sum runs over the integers
+from ``lo`` to ``hi``, and for ``hi = N / 2`` the count ``hi - lo + 1`` is
+not the number of terms when ``N`` is odd (SymPy's ``doit`` says ``3/2``
+for ``Sum(1, (k, 1, 3/2))``, which has one term), so such sums are refused
+too. A summation index is known only from its limits: one declared
+positive but summed over ``-2..-1`` is refused, since the rules read
+lengths and ranges from assumptions.
 
 After these rules every remaining sum is a sum of a single product of
 factors that all depend on the index (a *moment*, e.g. ``Sum(g[k]*x[k])``).
@@ -257,14 +263,62 @@ def _interchange(bound: list, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr |
     return _reduce(Sum(Sum(rest * function, (k, lo, hi)), (fresh, qlo, qhi)), ranges)
 
 
+#: Facts about a summation index the rules may read (lengths, ranges) and
+#: whether its limits ``(lo, hi)`` imply each one for every value it takes.
+_INDEX_FACTS = {
+    "positive": lambda lo, hi: lo.is_positive,
+    "nonnegative": lambda lo, hi: lo.is_nonnegative,
+    "negative": lambda lo, hi: hi.is_negative,
+    "nonpositive": lambda lo, hi: hi.is_nonpositive,
+    "nonzero": lambda lo, hi: lo.is_positive or hi.is_negative,
+    "zero": lambda lo, hi: lo.is_zero and hi.is_zero,
+    "even": lambda lo, hi: False,
+    "odd": lambda lo, hi: False,
+    "prime": lambda lo, hi: False,
+    "composite": lambda lo, hi: False,
+}
+
+
+def _unfounded_fact(k: Symbol, lo: sympy.Expr, hi: sympy.Expr) -> str | None:
+    """Return a fact declared on the index ``k`` that its limits do not imply, or None.
+
+    The index takes the integer values lo..hi whatever it is declared to be
+    (``k`` positive summed over ``-2..-1`` takes -2 and -1), and the rules
+    read lengths and ranges from assumptions: such a fact could make a
+    reversed inner sum look like an ordinary one.
+    """
+    if k.is_integer is False:
+        return "not an integer"
+    for fact, implied in _INDEX_FACTS.items():
+        if getattr(k, f"is_{fact}") and not implied(lo, hi):
+            return fact
+    return None
+
+
 def _reduce_sum(expr: Sum, ranges: Ranges) -> sympy.Expr:
     """Reduce one (possibly multi-limit) sum, innermost limit first."""
+    for k, lo, hi in expr.limits:
+        fact = _unfounded_fact(k, lo, hi)
+        if fact is not None:
+            raise SumRuleError(
+                f"the index {k} of a sum over [{lo}, {hi}] is declared {fact}, which its "
+                "limits do not imply (it takes every integer value lo..hi); declare it "
+                "with integer=True only"
+            )
     function = expr.function
     indices = {k for k, _, _ in expr.limits}
     out = None
     for pos, (k, lo, hi) in enumerate(expr.limits):
         if indices & (lo.free_symbols | hi.free_symbols):
             raise SumRuleError(f"the limits of {expr} depend on its own indices")
+        if lo.is_integer is not True or hi.is_integer is not True:
+            # the sum runs over the integers in [lo, hi]: hi - lo + 1 counts them
+            # and sifting finds j among them only for integer limits
+            raise SumRuleError(
+                f"the sum over {k} in [{lo}, {hi}] has a limit not known to be an integer "
+                "(the rules count and sift over the integers lo..hi); declare the sizes "
+                "with integer=True"
+            )
         if not (hi - lo + 1).is_nonnegative:
             raise SumRuleError(
                 f"the sum over {k} in [{lo}, {hi}] may have reversed limits (hi - lo + 1 "
@@ -309,8 +363,10 @@ def reduce_sums(expr: sympy.Basic, ranges: Ranges | None = None) -> sympy.Basic:
     Raises
     ------
     SumRuleError
-        When a delta cannot be sifted soundly (unknown index range), or a
-        sum's limits depend on its own index.
+        When a delta cannot be sifted soundly (unknown index range), a
+        sum's limits depend on its own index, are not known integers, or
+        may be reversed, or its index is declared something (e.g.
+        positive) that its limits do not imply.
 
     Notes
     -----
