@@ -132,7 +132,8 @@ TARGETS = {
     ),
     "engine": Target(
         "bnproof/symbolic/_engine.py",
-        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py"),
+        ("tests/test_symbolic_engine.py", "tests/test_zero_rules.py", "tests/test_claims.py",
+         "tests/test_engine.py"),
     ),
     "proof": Target(
         "bnproof/symbolic/_proof.py",

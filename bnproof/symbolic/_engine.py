@@ -219,6 +219,14 @@ def _where(indices: Mapping) -> str:
     return ", ".join(f"{name} = {v}" for name, v in indices.items())
 
 
+def _counterexample(n: int, where: str, item: Identity, value: float, point: Mapping) -> str:
+    """``N = 4, i = 1: lhs - (rhs) = 0.5, at x_1 = 1/2`` (no ``at`` without symbols)."""
+    gap = (f"{plain(item.label)} = {value:.6g}, not 0" if item.rhs == 0
+           else f"{plain(item.label)} - ({plain(item.rhs)}) = {value:.6g}")
+    shown = _point_text(point)
+    return f"N = {n}, {where}: {gap}" + (f", at {shown}" if shown else "")
+
+
 @dataclass
 class _Outcome:
     steps: list = field(default_factory=list)
@@ -317,8 +325,10 @@ def _concrete_part(
     for n in range(2, n_max + 1):
         batch = ConcreteBatch(n)
         expand_pass, rational_pass = True, True
-        details = []
+        # each check names its own failures (a passed check names none)
+        expand_details, rational_details = [], []
         for indices in _concrete_indices(free, n, symmetric):
+            where = _where(indices) or "any index"
             for pos, item in enumerate(build(batch, indices)):
                 if isinstance(item, Identity):
                     diff = item.lhs - item.rhs
@@ -328,23 +338,21 @@ def _concrete_part(
                         is_zero, point, value = _evaluate(diff, rng, {})
                     except SumRuleError as exc:
                         expand_pass = rational_pass = False
-                        details.append(f"{plain(item.label)} at {_where(indices)}: the sum rules "
-                                       f"refused ({exc})")
+                        refused = f"{plain(item.label)} at {where}: the sum rules refused ({exc})"
+                        expand_details.append(refused)
+                        rational_details.append(refused)
                         continue
                     if not expanded:
                         expand_pass = False
-                        details.append(f"{plain(item.label)} at {_where(indices)}: expansion not 0")
+                        expand_details.append(f"{plain(item.label)} at {where}: expansion not 0")
                     if is_zero is None:
                         rational_pass = False
-                        details.append(f"{plain(item.label)} at {_where(indices)}: undefined "
-                                       "at every point drawn")
+                        rational_details.append(f"{plain(item.label)} at {where}: undefined "
+                                                "at every point drawn")
                     elif not is_zero:
                         rational_pass = False
-                        gap = (f"{plain(item.label)} = {value:.6g}, not 0" if item.rhs == 0
-                               else f"{plain(item.label)} - ({plain(item.rhs)}) = {value:.6g}")
-                        text = (f"N = {n}, {_where(indices) or 'any index'}: {gap}, "
-                                f"at {_point_text(point)}")
-                        details.append(text)
+                        text = _counterexample(n, where, item, value, point)
+                        rational_details.append(text)
                         out.counterexample = out.counterexample or text
                 else:
                     # a witness is owed at every N and every index tuple, found or not
@@ -370,13 +378,16 @@ def _concrete_part(
                                             ),
                                             evaluate=False,
                                         ),
-                                        f"N = {n}, {_point_text({**item.where, **point})}",
+                                        ", ".join(filter(None, (
+                                            f"N = {n}", _point_text({**item.where, **point})))),
                                     )
                                 )
                             break
         expanded_ok &= expand_pass
-        out.checks.append(Check(f"expand-N={n}", expand_pass, "; ".join(details[:2])))
-        out.checks.append(Check(f"rationals-N={n}", rational_pass, "; ".join(details[:2])))
+        out.checks.append(Check(f"expand-N={n}", expand_pass, "; ".join(expand_details[:2])))
+        out.checks.append(
+            Check(f"rationals-N={n}", rational_pass, "; ".join(rational_details[:2]))
+        )
     return expanded_ok, all(witnessed.values())
 
 
@@ -402,10 +413,7 @@ def _screen(build: Builder, free: Sequence[str], n_max: int, claim_id: str) -> C
                 except SumRuleError:
                     continue  # the full checks report the refusal
                 if is_zero is False:
-                    gap = (f"{plain(item.label)} = {value:.6g}, not 0" if item.rhs == 0
-                           else f"{plain(item.label)} - ({plain(item.rhs)}) = {value:.6g}")
-                    text = (f"N = {n}, {_where(indices) or 'any index'}: {gap}, "
-                            f"at {_point_text(point)}")
+                    text = _counterexample(n, _where(indices) or "any index", item, value, point)
                     return Check(f"rationals-N={n}", False, text)
     return None
 
