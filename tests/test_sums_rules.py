@@ -189,3 +189,14 @@ def test_moments_to_symbols_replaces_outermost_sums_only():
     assert plain.xreplace(moments) == expr
     assert len(plain.free_symbols - {c}) == 2
     assert sorted(s.name for s in moments) == ["S0", "S1"]  # readable when printed
+
+
+
+def test_a_delta_with_a_range_argument_is_refused_by_name():
+    # SymPy's KroneckerDelta takes an optional range; the sifting rule
+    # compares two sides only, and failed on unpacking the three arguments
+    delta = KroneckerDelta(j, k, (1, N))
+    with pytest.raises(SumRuleError, match="range argument is not supported"):
+        reduce_sums(Sum(delta * x[k], (k, 1, N)), {j: (1, N)})
+    # the same sum written as the rule asks is sifted
+    assert reduce_sums(Sum(KroneckerDelta(j, k) * x[k], (k, 1, N)), {j: (1, N)}) == x[j]

@@ -180,6 +180,12 @@ def _sift(term: sympy.Expr, k: Symbol, lo, hi, ranges: Ranges) -> sympy.Expr | N
         factors.append(factor)
     if delta is None:
         return None
+    if len(delta.args) != 2:
+        raise SumRuleError(
+            f"cannot sift {delta} over {k}: a delta with a range argument is not supported; "
+            f"write KroneckerDelta({delta.args[0]}, {delta.args[1]}) and give the range as "
+            "the sum's limits"
+        )
     left, right = delta.args
     other = right if left == k else left if right == k else _solve_affine(left - right, k)
     if other is None or k in other.free_symbols:
