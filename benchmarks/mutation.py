@@ -15,6 +15,7 @@ over all mutants, not counting the ones listed as equivalent in
     python benchmarks/mutation.py audit torch       # only the planted bugs of these
     python benchmarks/mutation.py proof --no-planted  # only mutmut's mutants
     python benchmarks/mutation.py --all --only-planted  # every planted bug, no mutmut
+    python benchmarks/mutation.py family --mutants "*x_axes*"  # some mutants only
 
 Exit status: 0 when every strict target has no surviving mutant that is not
 listed as equivalent and every other target scores at least 90 %, 1
@@ -59,6 +60,7 @@ import argparse
 import ast
 import difflib
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -428,8 +430,13 @@ def _norm(text: str) -> str:
 
 
 def run_target(name: str, target: Target, show: bool, tests: list[str] | None = None,
-               fresh: bool = False) -> dict:
-    """Mutate one target, run its tests against every mutant, and score it."""
+               fresh: bool = False, only: list[str] | None = None) -> dict:
+    """Mutate one target, run its tests against every mutant, and score it.
+
+    ``only`` (globs of mutant names, e.g. ``*x_merge__mutmut_*``) runs and scores
+    just the matching mutants: a partial score, for modules whose whole run
+    does not fit the time at hand.
+    """
     if fresh:
         shutil.rmtree(WORK / name, ignore_errors=True)
     work = _prepare(name, target, tests)
@@ -437,11 +444,14 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
     _forget_stale_coverage(work, ["tests/conftest.py", *(tests or target.tests)])
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
-    proc = _mutmut(work, "run", "--max-children", "1", kernels=target.kernels)
+    proc = _mutmut(work, "run", "--max-children", "1", *(only or ()), kernels=target.kernels)
     if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"mutmut produced no results for {target.module}")
     status = _results(work, target)
+    if only:
+        status = {k: v for k, v in status.items()
+                  if any(fnmatch.fnmatchcase(k, pattern) for pattern in only)}
     listed = _equivalents().get(target.module, set())
     survivors, equivalent = [], []
     functions = _functions(work, target)
@@ -550,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the planted bugs (only mutmut's mutants)")
     parser.add_argument("--only-planted", action="store_true",
                         help="only the planted bugs (no mutmut run)")
+    parser.add_argument("--mutants", nargs="+", metavar="GLOB",
+                        help="run and score only the mutants whose names match (mutmut's "
+                             "names, e.g. '*x_merge__mutmut_*'): a partial score")
     parser.add_argument("--tests", nargs="+", metavar="FILE",
                         help="run with these test files instead of the target's own "
                              "(e.g. the suite before new tests, for a before/after score)")
@@ -574,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     planted_for = names if (args.all or args.targets) else [*strict, "accuracy", *PLANTED_TESTS]
     planted = [] if args.no_planted else run_planted(planted_for, args.tests)
     rows = [] if args.only_planted else [
-        run_target(n, TARGETS[n], args.show, args.tests, args.fresh)
+        run_target(n, TARGETS[n], args.show, args.tests, args.fresh, args.mutants)
         for n in names if n in TARGETS]
     print(f"{'target':12} {'module':36} {'mutants':>7} {'equiv':>5} {'killed':>6} "
           f"{'survived':>8} {'score':>7}")
