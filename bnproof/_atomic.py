@@ -235,8 +235,10 @@ def _commit_in_place(tmp: Path, target: Path) -> None:
             os.rename(entry, old / entry.name)
             moved_aside.append(entry.name)
         for entry in list(tmp.iterdir()):
-            _move(entry, target / entry.name)
+            # named before the move: across file systems a move is a copy, and
+            # one that fails half way (a full disk) leaves part of the entry
             moved_in.append(entry.name)
+            _move(entry, target / entry.name)
     except BaseException:
         # put everything back as it was; the caller removes tmp
         for name in moved_in:

@@ -239,10 +239,20 @@ def test_folders_and_files_get_the_umask_permissions(tmp_path):
     assert (out / "result.txt").stat().st_mode & 0o777 == 0o644
 
 
-def test_leftovers_of_a_killed_in_place_run_are_ours(tmp_path):
+def test_leftovers_of_a_killed_in_place_run_are_ours(tmp_path, monkeypatch):
+    from bnproof import _atomic
+
     out = tmp_path / "out"
     out.mkdir()
     (out / ".bnproof-new-dead").mkdir()
+    (out / ".bnproof-old-dead").mkdir()
+    (out / ".bnproof-old-dead" / "result.txt").write_text("older")
+    assert check_output_dir(out) == out  # hidden folders of bnproof's are not foreign
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(_atomic.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(out)
+                        or real_ismount(p))
     with atomic_output_dir(out) as tmp:
         (tmp / "result.txt").write_text("new")
-    assert (out / "result.txt").exists()
+    # written in place, the swap removes them once the new entries are in
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "result.txt"]
+    assert (out / "result.txt").read_text() == "new"
