@@ -1,11 +1,19 @@
 """The sum rule set rule by rule: each rule's edge cases, refusals and their messages."""
 
+import re
+
 import pytest
 import sympy
 from sympy import Function, IndexedBase, KroneckerDelta, Pow, Sum, Symbol
 
 from bnproof.symbolic import SumRuleError, reduce_sums, vanishes
-from bnproof.symbolic._sums import _sift, _sum_product, moments_to_symbols
+from bnproof.symbolic._sums import (
+    _in_range,
+    _interchange,
+    _sift,
+    _sum_product,
+    moments_to_symbols,
+)
 
 N = Symbol("N", integer=True, positive=True)
 i, j, k, m, n = sympy.symbols("i j k m n", integer=True)
@@ -200,3 +208,215 @@ def test_a_delta_with_a_range_argument_is_refused_by_name():
         reduce_sums(Sum(delta * x[k], (k, 1, N)), {j: (1, N)})
     # the same sum written as the rule asks is sifted
     assert reduce_sums(Sum(KroneckerDelta(j, k) * x[k], (k, 1, N)), {j: (1, N)}) == x[j]
+
+
+# --- canonical names in deeper nests, and the reserved-name guard
+
+
+def test_a_sum_of_merged_sums_under_a_product_is_named_by_its_full_depth():
+    # the summand over j is a sum (over i) of a product holding a two-limit
+    # sum: 3 levels below j, so j is kappa_4 (never a name below kappa_1)
+    expr = Sum(x[i, j] * Sum(f(x[i, j] * y[k] * y[m]), (m, 1, N), (k, 1, N)),
+               (i, 1, N), (j, 1, N))
+    K4 = Symbol("kappa_4", integer=True)
+    want = Sum(x[K3, K4] * Sum(f(x[K3, K4] * y[K2] * y[K1]), (K1, 1, N), (K2, 1, N)),
+               (K3, 1, N), (K4, 1, N))
+    assert reduce_sums(expr) == want
+
+
+def test_a_free_reserved_name_alone_is_listed():
+    # Sum over kappa_2 of a summand with a free kappa_1: kappa_1 is free (could
+    # be captured), and kappa_2 is the canonical name of that sum (kappa_1 is
+    # taken), so only kappa_1 is listed
+    with pytest.raises(SumRuleError, match=r"^kappa_1 is reserved for the canonical"):
+        reduce_sums(Sum(x[K2] * K1, (K2, 1, N)))
+
+
+def test_a_reserved_name_bound_inside_is_skipped_by_the_canonical_name():
+    # the inner sum binds kappa_2 where kappa_1 is canonical (listed); the outer
+    # one's canonical name is kappa_3, since kappa_2 is bound in its summand
+    expr = Sum(x[K3] * Sum(y[K2] * x[K3], (K2, 1, N)), (K3, 1, N))
+    with pytest.raises(SumRuleError, match=r"^kappa_2 is reserved for the canonical"):
+        reduce_sums(expr)
+
+
+def test_a_single_sum_over_a_reserved_name_that_is_not_its_canonical_one_is_refused():
+    with pytest.raises(SumRuleError, match=r"^kappa_2 is reserved for the canonical"):
+        reduce_sums(Sum(x[K2], (K2, 1, N)))
+
+
+def test_every_misused_bound_reserved_name_is_listed_beside_canonical_sums():
+    # the sums are checked one by one whatever their (hash) order: 20
+    # expressions with a canonical sum and a misused one each
+    for t in range(20):
+        a, b = IndexedBase(f"a{t}"), IndexedBase(f"b{t}")
+        expr = Sum(a[K1], (K1, 1, N)) + Sum(b[K2], (K2, 1, N))
+        with pytest.raises(SumRuleError, match=r"^kappa_2 is reserved"):
+            reduce_sums(expr)
+
+
+# --- sifting: affine offsets, the forms of the delta, and the messages
+
+
+def test_an_affine_delta_is_sifted_when_the_shifted_range_fits():
+    # k + 1 = j with j in [2, N + 1] puts k = j - 1 in [1, N]
+    expr = Sum(KroneckerDelta(j, k + 1) * x[k], (k, 1, N))
+    assert reduce_sums(expr, {j: (2, N + 1)}) == x[j - 1]
+    # k = j + 1 (the index on the other side) with j in [0, N - 1]
+    expr = Sum(KroneckerDelta(k, j + 1) * x[k], (k, 1, N))
+    assert reduce_sums(expr, {j: (0, N - 1)}) == x[j + 1]
+    # the same offsets where the shifted range does not fit are refused
+    with pytest.raises(SumRuleError, match=r"the range of j \+ 1 is not known"):
+        reduce_sums(expr, {j: (1, N)})
+
+
+def test_only_a_unit_shift_of_a_declared_index_is_placed_in_a_range():
+    # 2 * j lies in [2, 2N] for j in [1, N]; the rule reads j + c only
+    jp = Symbol("jp", integer=True, positive=True)
+    expr = Sum(KroneckerDelta(2 * jp, k) * x[k], (k, 1, N + jp))
+    with pytest.raises(SumRuleError, match=r"the range of 2\*jp is not known"):
+        reduce_sums(expr, {jp: (1, N)})
+
+
+def test_in_range_says_no_for_an_index_not_known_to_be_an_integer():
+    a = Symbol("a")
+    assert not _in_range(a, 1, N, {a: (1, N)})
+    assert _in_range(j, 1, N, {j: (1, N)})
+
+
+def test_a_delta_of_the_index_with_a_multiple_of_itself_is_refused():
+    # KroneckerDelta(k, 2*k) is not k compared with something free of k
+    for delta in (KroneckerDelta(k, 2 * k), KroneckerDelta(-k, k)):
+        left, right = delta.args
+        with pytest.raises(SumRuleError, match=(
+                rf"^cannot sift KroneckerDelta\({re.escape(str(left))}, {re.escape(str(right))}"
+                r"\) over k: the delta must compare k \(or k plus an integer offset\) with an "
+                r"expression free of k$")):
+            reduce_sums(Sum(delta * x[k], (k, 1, N)))
+
+
+def test_a_delta_of_a_multiple_of_the_index_is_refused():
+    with pytest.raises(SumRuleError, match=(
+            r"^cannot sift KroneckerDelta\(j, 2\*k\) over k: the delta must compare k \(or k "
+            r"plus an integer offset\) with an expression free of k$")):
+        reduce_sums(Sum(KroneckerDelta(j, 2 * k) * x[k], (k, 1, N)), {j: (1, N)})
+
+
+def test_sifting_with_a_non_integer_partner_names_the_fix():
+    a = Symbol("a")
+    with pytest.raises(SumRuleError, match=re.escape(
+            "cannot sift KroneckerDelta(a, k) over k: a is not known to be an integer "
+            "(KroneckerDelta(a, k) is 0 for every integer k when a is not one); declare it "
+            "with integer=True")):
+        reduce_sums(Sum(KroneckerDelta(a, k) * x[k], (k, 1, N)), {a: (1, N)})
+
+
+def test_a_delta_with_a_range_argument_message_shows_the_two_argument_form():
+    with pytest.raises(SumRuleError, match=re.escape(
+            "cannot sift KroneckerDelta(j, k, (1, N)) over k: a delta with a range argument "
+            "is not supported; write KroneckerDelta(j, k) and give the range as the sum's "
+            "limits")):
+        reduce_sums(Sum(KroneckerDelta(j, k, (1, N)) * x[k], (k, 1, N)), {j: (1, N)})
+
+
+# --- the index and its limits
+
+
+def test_an_index_declared_what_its_limits_imply_is_accepted():
+    # positive over 1..N, negative (and nonpositive, nonzero) over -N..-1
+    kp = Symbol("kp", integer=True, positive=True)
+    kn = Symbol("kn", integer=True, negative=True)
+    assert reduce_sums(Sum(x[kp], (kp, 1, N))) == Sum(x[K1], (K1, 1, N))
+    assert reduce_sums(Sum(x[kn], (kn, -N, -1))) == Sum(x[K1], (K1, -N, -1))
+
+
+@pytest.mark.parametrize("index, fact", [
+    (Symbol("kp", integer=True, positive=True), "positive"),
+    (Symbol("kn", integer=True, negative=True), "negative"),
+    (Symbol("kr", integer=False), "not an integer"),
+])
+def test_an_index_declared_what_its_limits_do_not_imply_is_refused(index, fact):
+    # -2..-1 is not positive; 1..N is not negative; a non-integer takes no integer value
+    lo, hi = (1, N) if fact == "negative" else (-2, -1)
+    with pytest.raises(SumRuleError, match=re.escape(
+            f"the index {index} of a sum over [{lo}, {hi}] is declared {fact}, which its "
+            "limits do not imply (it takes every integer value lo..hi); declare it with "
+            "integer=True only")):
+        reduce_sums(Sum(x[index], (index, lo, hi)))
+
+
+@pytest.mark.parametrize("limits", [(1, N / 2), (N / 2, N)])
+def test_a_limit_not_known_to_be_an_integer_is_refused(limits):
+    lo, hi = limits
+    with pytest.raises(SumRuleError, match=re.escape(
+            f"the sum over k in [{lo}, {hi}] has a limit not known to be an integer (the "
+            "rules count and sift over the integers lo..hi); declare the sizes with "
+            "integer=True")):
+        reduce_sums(Sum(x[k], (k, lo, hi)))
+
+
+# --- rule 6: interchange
+
+
+D = Symbol("D", integer=True, positive=True)
+w = IndexedBase("w", real=True)
+U = IndexedBase("U", real=True)
+g = IndexedBase("g", real=True)
+
+
+def test_a_sum_over_the_features_moves_inside_the_sum_over_the_samples():
+    # sum_k w[k] sum_n U[n, k] g[n] = sum_n g[n] sum_k U[n, k] w[k] (finite
+    # sums commute); (1, D) sorts before (1, N)
+    expr = Sum(w[k] * Sum(U[n, k] * g[n], (n, 1, N)), (k, 1, D))
+    want = Sum(g[K2] * Sum(U[K2, K1] * w[K1], (K1, 1, D)), (K2, 1, N))
+    reduced = reduce_sums(expr)
+    assert reduced == want
+    values = {w[t]: sympy.Rational(t, 3) for t in range(1, 4)}
+    values |= {g[t]: sympy.Rational(2 - t, 5) for t in range(1, 3)}
+    values |= {U[s, t]: sympy.Rational(s + 2 * t, 7) for s in range(1, 3) for t in range(1, 4)}
+    sizes = {N: 2, D: 3}
+    assert (expr.subs(sizes).doit().subs(values) == reduced.subs(sizes).doit().subs(values)
+            != 0)
+
+
+def test_a_sum_over_the_samples_stays_outside_the_sum_over_the_features():
+    # the fixed order: (1, N) does not sort before (1, D), so no swap back
+    expr = Sum(g[n] * Sum(U[n, k] * w[k], (k, 1, D)), (n, 1, N))
+    assert reduce_sums(expr) == Sum(g[K2] * Sum(U[K2, K1] * w[K1], (K1, 1, D)), (K2, 1, N))
+
+
+def test_two_nested_sums_with_nothing_else_keep_their_order():
+    # no factor c(k) to carry inside: the interchange is not applied
+    expr = Sum(Sum(U[n, k], (n, 1, N)), (k, 1, D))
+    assert reduce_sums(expr) == Sum(U[K1, K2], (K1, 1, N), (K2, 1, D))
+
+
+def test_no_interchange_when_the_inner_limits_depend_on_the_outer_index():
+    # a triangular sum is not rectangular: q runs over [k, k + 2] or [1, kp]
+    assert reduce_sums(Sum(w[k] * Sum(g[n], (n, k, k + 2)), (k, 1, D))) == Sum(
+        w[K2] * Sum(g[K1], (K1, K2, K2 + 2)), (K2, 1, D))
+    kp = Symbol("kp", integer=True, positive=True)
+    assert reduce_sums(Sum(w[kp] * Sum(g[n], (n, 1, kp)), (kp, 1, D))) == Sum(
+        w[K2] * Sum(g[K1], (K1, 1, K2)), (K2, 1, D))
+
+
+def test_no_interchange_when_another_factor_holds_a_sum():
+    inner = Sum(U[n, k] * g[n], (n, 1, N))
+    reduced = reduce_sums(Sum(w[k] * inner * f(inner), (k, 1, D)))
+    assert reduced.limits[0][1:] == (1, D)  # the outer sum is still the one over D
+
+
+def test_interchange_guards_one_by_one():
+    # called directly: the inner index free in the other factors (capture), an
+    # inner sum of reversed limits (Karr), and the swap when nothing stops it
+    assert _interchange([x[k] * y[m], Sum(U[m, k], (m, 1, N))], k, 1, D, {}) is None
+    assert _interchange([x[k], Sum(U[m, k], (m, 3, 1))], k, 1, D, {}) is None
+    assert _interchange([x[k], Sum(U[m, k], (m, 1, N))], k, 1, D, {}) == Sum(
+        Sum(U[K2, K1] * x[K1], (K1, 1, D)), (K2, 1, N))
+
+
+def test_a_delta_with_the_index_negated_is_sifted():
+    # 2 = 3 - k at k = 1 (2 - (3 - k) = k - 1: the index with coefficient +1)
+    assert KroneckerDelta(2, 3 - k).args == (2, 3 - k)
+    assert reduce_sums(Sum(KroneckerDelta(2, 3 - k) * x[k], (k, 1, 3))) == x[1]
+    assert reduce_sums(Sum(KroneckerDelta(2, 3 - k) * x[k], (k, 2, 3))) == 0
