@@ -155,6 +155,14 @@ TARGETS = {
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
     ),
+    "sumrules": Target(
+        "bnproof/symbolic/_sumrules.py",
+        ("tests/test_sum_rules.py", "tests/test_sumrules_mutants.py"),
+    ),
+    "indexsets": Target(
+        "bnproof/symbolic/_indexsets.py",
+        ("tests/test_indexsets_mutants.py",),
+    ),
 }
 
 @dataclass(frozen=True)
