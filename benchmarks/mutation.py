@@ -163,6 +163,14 @@ TARGETS = {
         "bnproof/symbolic/_indexsets.py",
         ("tests/test_indexsets_mutants.py",),
     ),
+    "models": Target(
+        "bnproof/symbolic/_models.py",
+        ("tests/test_models_mutants.py",),
+    ),
+    "text": Target(
+        "bnproof/symbolic/_text.py",
+        ("tests/test_text_mutants.py",),
+    ),
 }
 
 @dataclass(frozen=True)
