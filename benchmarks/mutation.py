@@ -171,6 +171,11 @@ TARGETS = {
         "bnproof/symbolic/_text.py",
         ("tests/test_text_mutants.py",),
     ),
+    "claims": Target(
+        "bnproof/symbolic/_claims.py",
+        # not tests/test_claims.py: it proves every claim (seconds each)
+        ("tests/test_claims_mutants.py",),
+    ),
 }
 
 @dataclass(frozen=True)
