@@ -176,6 +176,23 @@ TARGETS = {
         # not tests/test_claims.py: it proves every claim (seconds each)
         ("tests/test_claims_mutants.py",),
     ),
+    "passthrough": Target(
+        "bnproof/symbolic/_passthrough.py",
+        ("tests/test_passthrough_mutants.py",),
+    ),
+    "registry": Target(
+        "bnproof/symbolic/_registry.py",
+        ("tests/test_registry_mutants.py",),
+    ),
+    "pickling": Target(
+        "bnproof/symbolic/_pickling.py",
+        ("tests/test_pickling.py",),
+        select="not proofs_round_trip",  # that one proves two claims
+    ),
+    "renorm": Target(
+        "bnproof/symbolic/_renorm.py",
+        ("tests/test_renorm_mutants.py",),
+    ),
 }
 
 @dataclass(frozen=True)
