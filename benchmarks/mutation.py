@@ -193,6 +193,10 @@ TARGETS = {
         "bnproof/symbolic/_renorm.py",
         ("tests/test_renorm_mutants.py",),
     ),
+    "runner": Target(
+        "bnproof/symbolic/_runner.py",
+        ("tests/test_runner_mutants.py",),
+    ),
 }
 
 @dataclass(frozen=True)
