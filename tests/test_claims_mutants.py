@@ -219,6 +219,7 @@ def test_shift_invariance():
     (sym,) = cl._shift_invariance(SYMBOLIC, {"i": i})
     assert sym.ranges == RANGES
     assert sym.lhs.has(cl.c) and not sym.rhs.has(cl.c)  # x + c on the left only
+    assert sym.lhs.has(Sum(x[m] + cl.c, (m, 1, N)))
 
 
 def test_scale_invariance():
@@ -240,6 +241,10 @@ def test_outside_drift(model_fn, scale):
     assert isinstance(step, Nonzero) and step.label == cl.delta_b
     # -eta sum_k g_k gamma / s = -(1/10) (2 - 1) 3 / s
     assert _close(step.expr, -Rational(3, 10) / scale)
+    # the model is the biased one, x = u + b (at POINT they agree, so look at the symbols)
+    assert not step.expr.has(x1) and (scale == 1 or step.expr.has(u1))
+    assert outputs.rhs.has(u1) and not outputs.rhs.has(x1)
+    assert not scales.rhs.has(x1) and (scale == 1 or scales.rhs.has(u1))
     td = cl.t * cl.delta_b
     assert outputs.label == _s(r"y_i(b + t \Delta b)")
     assert _holds(outputs)
@@ -247,6 +252,7 @@ def test_outside_drift(model_fn, scale):
     assert means.label == _s(r"\mu(b + t \Delta b)")
     assert _close(means.rhs, Rational(5, 2) + 12) and _holds(means)  # mu + t delta_b
     assert means.rhs.has(td) or means.rhs.has(cl.t)
+    assert means.rhs.has(u1) and means.rhs.has(b)
     assert (grad.label, grad.rhs) == (Derivative(cl.L, b), 0)
     assert _holds(grad)
     assert all(it.ranges == {} for it in items[1:])
@@ -371,6 +377,8 @@ def test_prove_all_checks_its_arguments_and_runs_the_claims(fake_claim, monkeypa
                         modules=("m.py",)) == ["done"]
     assert calls[-1] == (["zz-fake"], 4, {"workers": 2, "time_limit": 1.5,
                                          "modules": ("m.py",), "progress": progress})
+    cl.prove_all(("zz-fake",), time_limit=0.5)
+    assert calls[-1][2]["time_limit"] == 0.5
     cl.prove_all(("zz-fake",), time_limit=3)
     assert calls[-1] == (["zz-fake"], 8, {"workers": 1, "time_limit": 3, "modules": (),
                                          "progress": None})
@@ -385,6 +393,6 @@ def test_prove_all_checks_its_arguments_and_runs_the_claims(fake_claim, monkeypa
                                              r"or None, got "):
             cl.prove_all(["zz-fake"], time_limit=bad)
     with pytest.raises(KeyError, match=r"unknown claim\(s\) a1, b2; valid ids: "
-                                       r"bias-cancels-train"):
+                                       r"bias-cancels-train, bias-cancels-center-only, "):
         cl.prove_all(["a1", "zz-fake", "b2"])
-    assert len(calls) == 3
+    assert len(calls) == 4  # none for the refused calls
