@@ -196,6 +196,8 @@ TARGETS = {
     "runner": Target(
         "bnproof/symbolic/_runner.py",
         ("tests/test_runner_mutants.py",),
+        # simulated workers only: the two tests that spawn real ones take seconds each
+        select="not worker_processes and not fails_in_the_workers",
     ),
 }
 

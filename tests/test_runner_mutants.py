@@ -227,3 +227,170 @@ def test_a_claims_file_that_fails_in_the_workers_is_an_error(tmp_path):
                                            r"proving anything \(a claims file that fails to "
                                            r"load\?\)"):
         _runner.run_claims(["rp-ok"], 3, workers=1, time_limit=30, modules=[path])
+
+
+# ---- the scheduling loop, with simulated workers ------------------------------------------ #
+
+
+class _SimConn:
+    """The parent's end of a simulated worker: the worker answers as soon as it is sent a claim."""
+
+    def __init__(self, process):
+        self.process, self.queue, self.closed = process, [], False
+
+    def poll(self):
+        return bool(self.queue)
+
+    def recv(self):
+        item = self.queue.pop(0)
+        if item == "EOF":
+            raise EOFError
+        return item
+
+    def send(self, cid):
+        proc = self.process
+        if cid is None:
+            proc.alive = False
+            return
+        proc.given.append(cid)
+        behaviour = cid.split("-")[1]
+        if behaviour == "ok":
+            self.queue.append(("done", cid, pickle.dumps(_proof(cid, proc.n_max))))
+        elif behaviour == "bad":
+            self.queue.append(("error", cid, "ValueError: boom", "Traceback ..."))
+        elif behaviour == "dies":  # exits without a word
+            proc.alive, proc.exitcode = False, 3
+        elif behaviour == "eof":  # the pipe closes first
+            self.queue.append("EOF")
+            proc.alive, proc.exitcode = False, 3
+        elif behaviour == "hangs":
+            pass
+
+    def close(self):
+        self.closed = True
+
+
+class _SimProcess:
+    def __init__(self, ctx, target, args, name, daemon):
+        self.ctx, self.n_max, self.given = ctx, args[1], []
+        self.alive, self.exitcode = False, None
+        ctx.processes.append(self)
+
+    def start(self):
+        if self.ctx.broken_start == "exit":
+            self.exitcode = 1
+            return
+        self.alive = True
+        if self.ctx.broken_start == "eof":
+            self.conn.queue.append("EOF")
+            self.alive, self.exitcode = False, 1
+            return
+        self.conn.queue.append(("ready",))
+
+    def is_alive(self):
+        return self.alive
+
+    def terminate(self):
+        self.alive, self.exitcode = False, -15
+        self.ctx.terminated.append(self.given[-1] if self.given else None)
+
+    def join(self, timeout=None):
+        pass
+
+    def kill(self):
+        self.alive = False
+
+
+class _SimContext:
+    def __init__(self, broken_start=None):
+        self.processes, self.terminated, self.broken_start = [], [], broken_start
+
+    def Pipe(self):  # noqa: N802 (multiprocessing's name)
+        self._pending = _Conn()
+        return None, self._pending
+
+    def Process(self, target, args, name, daemon):  # noqa: N802
+        proc = _SimProcess(self, target, args, name, daemon)
+        proc.conn = _SimConn(proc)
+        self.parent = proc.conn
+        return proc
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    import multiprocessing
+
+    made = []
+
+    def get_context(method):
+        assert method == "spawn"
+        made.append(_SimContext(sim_state["broken_start"]))
+        return made[-1]
+
+    sim_state = {"broken_start": None}
+    monkeypatch.setattr(multiprocessing, "get_context", get_context)
+    # a slot's pipe: the simulated process's connection is the parent's end
+    real_init = _runner._Slot.__init__
+
+    def init(self, ctx, n_max, modules):
+        real_init(self, ctx, n_max, modules)
+        self.conn = self.process.conn
+
+    monkeypatch.setattr(_runner._Slot, "__init__", init)
+    monkeypatch.setattr(_runner, "_POLL_SECONDS", 0.0)
+    return made, sim_state
+
+
+def test_the_loop_proves_in_order_with_every_outcome(sim):
+    made, _ = sim
+    seen = []
+    ids = ["s-ok-1", "s-bad-2", "s-dies-3", "s-eof-4", "s-ok-5", "s-hangs-6"]
+    out = _runner.run_claims(ids, 4, workers=2, time_limit=0.05,
+                             progress=lambda *args: seen.append(args))
+    assert [p.claim_id for p in out] == ids
+    assert out[0] == _proof("s-ok-1", 4) and out[4] == _proof("s-ok-5", 4)
+    assert out[1] == Proof("s-bad-2", "unproved", False, (),
+                           reason="the proof raised ValueError: boom")
+    assert out[2] == Proof("s-dies-3", "unproved", False, (),
+                           reason="the worker exited with code 3")
+    assert out[3] == Proof("s-eof-4", "unproved", False, (),
+                           reason="the worker process exited")
+    assert out[5] == _runner.time_limit_proof("s-hangs-6", 0.05)
+    ctx = made[0]
+    assert ctx.terminated == ["s-hangs-6"]  # only the claim over its time
+    assert sorted(cid for cid, _, _ in seen) == sorted(ids)
+    assert [done for _, done, _ in seen] == [1, 2, 3, 4, 5, 6]
+    assert {total for _, _, total in seen} == {6}
+    # two at a time: a slot whose worker died is replaced, no more than needed are made
+    assert len(ctx.processes) == 4
+    assert all(not p.alive for p in ctx.processes)
+    # two workers take claims in turn; each dies with its second claim, and a new
+    # worker takes the next pending claim in its place
+    assert [p.given for p in ctx.processes] == [["s-ok-1", "s-dies-3"], ["s-bad-2", "s-eof-4"],
+                                                ["s-ok-5"], ["s-hangs-6"]]
+
+
+def test_the_loop_starts_no_more_workers_than_claims(sim):
+    made, _ = sim
+    out = _runner.run_claims(["s-ok-1"], 3, workers=4)
+    assert out == [_proof("s-ok-1", 3)]
+    assert len(made[0].processes) == 1
+    out = _runner.run_claims(["s-ok-1", "s-ok-2", "s-ok-3"], 3, workers=2)
+    assert [p.claim_id for p in out] == ["s-ok-1", "s-ok-2", "s-ok-3"]
+    assert len(made[1].processes) == 2 and sum(len(p.given) for p in made[1].processes) == 3
+
+
+def test_the_loop_with_a_time_limit_and_one_worker_still_uses_a_worker(sim):
+    made, _ = sim
+    assert _runner.run_claims(["s-ok-1"], 3, time_limit=10) == [_proof("s-ok-1", 3)]
+    assert len(made) == 1 and len(made[0].processes) == 1
+
+
+@pytest.mark.parametrize("how", ["exit", "eof"])
+def test_a_worker_that_fails_to_start_is_an_error(sim, how):
+    _, state = sim
+    state["broken_start"] = how
+    with pytest.raises(RuntimeError, match=r"a prover process exited with code 1 before "
+                                           r"proving anything \(a claims file that fails to "
+                                           r"load\?\)"):
+        _runner.run_claims(["s-ok-1"], 3, workers=2)
