@@ -171,6 +171,7 @@ def test_loss_grad_bias_zero():
     sym = cl._loss_grad_bias_zero(SYMBOLIC, {})
     assert [it.ranges for it in sym] == [RANGES, RANGES]
     assert sym[0].lhs != 0 and sym[1].lhs != 0  # derived, not trivially 0
+    assert sym[0].lhs.has(u) and not sym[1].lhs.has(u)  # dL/db through x = u + b
 
 
 def test_backward_closed_form():
@@ -184,7 +185,8 @@ def test_backward_closed_form():
     assert _close(dgamma.rhs, -9 / S11) and _close(dgamma.lhs, -9 / S11)
     assert dbeta.rhs == g1 + g2 and _close(dbeta.lhs, 1)
     assert dx.ranges == {}
-    assert cl._backward_closed_form(SYMBOLIC, {"j": j})[0].ranges == RANGES
+    sym = cl._backward_closed_form(SYMBOLIC, {"j": j})
+    assert [it.ranges for it in sym] == [RANGES, RANGES, RANGES]
 
 
 def test_jacobian_form():
