@@ -207,7 +207,11 @@ def test_jacobian_form():
     # J xhat = xhat (1 - var / (var + eps)) / s: xhat_1 (2/11) (2 / sqrt(11)) = -12/121
     assert _close(nonzero.expr, Rational(-12, 121))
     assert all(it.ranges == {} for it in items[:4])
-    assert cl._jacobian_form(SYMBOLIC, {"i": i, "j": j})[0].ranges == RANGES
+    sym = cl._jacobian_form(SYMBOLIC, {"i": i, "j": j})
+    assert [it.ranges for it in sym[:4]] == [RANGES] * 4
+    # J xhat = 0 at eps = 0 at N = 3 too (at N = 2 every xhat is -1 or 1)
+    three = cl._jacobian_form(ConcreteBatch(3), {"i": 1, "j": 2})[3]
+    assert three.lhs != 0 and _holds(three, {**POINT, _s("x_3"): 9})
     # the diagonal: (1 - 1/2 - 9/22) 2 / sqrt(11) = 2 / (11 sqrt(11))
     diagonal = cl._jacobian_form(BATCH, {"i": 2, "j": 2})[0]
     assert _close(diagonal.rhs, 2 / (11 * S11)) and _close(diagonal.lhs, 2 / (11 * S11))
