@@ -282,6 +282,9 @@ def test_weight_grad_orthogonal():
     point = {**POINT, w1: 1, w2: 2, _s("U_11"): 1, _s("U_12"): 2, _s("U_21"): 3,
              _s("U_22"): -1}  # x = U w = (5, 1)
     assert inner.lhs.has(_s("U_22")) and inner.lhs != 0 and _holds(inner, point)
+    # x_k = sum_d U_kd w_d: no U is ever divided by
+    assert not any(p.base == _s("U_11") and p.exp.is_negative
+                   for p in inner.lhs.atoms(sympy.Pow))
     assert norms.label == _s(r"\|w - \eta G\|^2 - \|w\|^2 - \eta^2 \|G\|^2")
     assert norms.rhs == -2 * cl.eta * (w1 * G1 + w2 * G2)
     assert sympy.expand(norms.lhs - norms.rhs) == 0
