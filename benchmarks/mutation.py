@@ -155,6 +155,50 @@ TARGETS = {
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
     ),
+    "sumrules": Target(
+        "bnproof/symbolic/_sumrules.py",
+        ("tests/test_sum_rules.py", "tests/test_sumrules_mutants.py"),
+    ),
+    "indexsets": Target(
+        "bnproof/symbolic/_indexsets.py",
+        ("tests/test_indexsets_mutants.py",),
+    ),
+    "models": Target(
+        "bnproof/symbolic/_models.py",
+        ("tests/test_models_mutants.py",),
+    ),
+    "text": Target(
+        "bnproof/symbolic/_text.py",
+        ("tests/test_text_mutants.py",),
+    ),
+    "claims": Target(
+        "bnproof/symbolic/_claims.py",
+        # not tests/test_claims.py: it proves every claim (seconds each)
+        ("tests/test_claims_mutants.py",),
+    ),
+    "passthrough": Target(
+        "bnproof/symbolic/_passthrough.py",
+        ("tests/test_passthrough_mutants.py",),
+    ),
+    "registry": Target(
+        "bnproof/symbolic/_registry.py",
+        ("tests/test_registry_mutants.py",),
+    ),
+    "pickling": Target(
+        "bnproof/symbolic/_pickling.py",
+        ("tests/test_pickling.py",),
+        select="not proofs_round_trip",  # that one proves two claims
+    ),
+    "renorm": Target(
+        "bnproof/symbolic/_renorm.py",
+        ("tests/test_renorm_mutants.py",),
+    ),
+    "runner": Target(
+        "bnproof/symbolic/_runner.py",
+        ("tests/test_runner_mutants.py",),
+        # simulated workers only: the two tests that spawn real ones take seconds each
+        select="not worker_processes and not fails_in_the_workers",
+    ),
 }
 
 @dataclass(frozen=True)

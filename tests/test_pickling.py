@@ -48,3 +48,9 @@ def test_the_cache_stores_with_a_given_dumps(tmp_path, monkeypatch):
     assert value == [rel] and isinstance(value[0], sympy.Equality)
     assert _cache.store("proofs", "j" * 64, [rel])  # the default: SymPy's own pickling
     assert _cache.load("proofs", "j" * 64)[0] == [sympy.true]
+
+
+def test_the_highest_protocol_is_used():
+    # protocol 5 (Python 3.8+) frames start with PROTO 5: b"\x80\x05"
+    assert pickle.HIGHEST_PROTOCOL == 5
+    assert to_bytes(sympy.Symbol("a"))[:2] == b"\x80\x05"

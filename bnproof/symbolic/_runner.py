@@ -87,6 +87,11 @@ class _Slot:
         self.conn.close()
 
 
+def _exited_early(slot: _Slot) -> str:
+    return (f"a prover process exited with code {slot.process.exitcode} before proving "
+            "anything (a claims file that fails to load?)")
+
+
 def run_claims(
     ids: Sequence[str],
     n_max: int,
@@ -157,9 +162,16 @@ def run_claims(
                     elif message[0] == "error":
                         finished = Proof(message[1], "unproved", False, (),
                                          reason=f"the proof raised {message[2]}")
-                    else:
-                        finished = Proof(slot.claim or "?", "unproved", False, (),
+                    elif slot.claim is not None:
+                        finished = Proof(slot.claim, "unproved", False, (),
                                          reason="the worker process exited")
+                    else:  # its pipe closed before it took a claim: it failed to start
+                        slot.process.join(5)
+                        if pending:
+                            raise RuntimeError(_exited_early(slot))
+                        slot.stop()
+                        slots.remove(slot)
+                        continue
                 elif not slot.process.is_alive():
                     if slot.claim is not None:
                         finished = Proof(
@@ -169,9 +181,7 @@ def run_claims(
                         slots.remove(slot)
                         continue
                     else:
-                        raise RuntimeError(
-                            f"a prover process exited with code {slot.process.exitcode} "
-                            "before proving anything (a claims file that fails to load?)")
+                        raise RuntimeError(_exited_early(slot))
                 elif (slot.claim is not None and time_limit is not None
                       and time.perf_counter() - slot.started > time_limit):
                     cid = slot.claim
