@@ -165,7 +165,8 @@ TARGETS = {
     "ops": Target(
         "bnproof/torch/_ops.py",
         ("tests/test_torch_ops_mutants.py", "tests/test_torch_bridge.py"),
-        select="not compile and not inductor and not opcheck and not readme",
+        select="not compile and not inductor and not opcheck and not readme "
+               "and not stacklevel",
         kernels=True,
         torch=True,
     ),
