@@ -486,3 +486,193 @@ def test_the_write_is_the_mean_and_the_unbiased_variance():
     assert bn.running_mean.tolist() == [1.0, -2.0]
     assert bn.running_var.tolist() == [2.0, 0.5]  # 8 / 4 and 2 / 4
     assert bn.running_mean.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- #
+# more of precise_bn: defaults, order, the depth levels, two ranks in both modes
+# --------------------------------------------------------------------------- #
+
+
+def test_progress_is_on_by_default(monkeypatch):
+    monkeypatch.setattr(_precise, "time", _Ticking())
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    model, _ = _three_levels()
+    precise_bn(model, _data(2))
+    assert stream.getvalue().endswith("\rprecise_bn pass 1 [" + "#" * 30 + "] 2/2 batches\n")
+
+
+def test_order_is_the_call_order_not_the_registration_order():
+    class Backwards(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.BatchNorm1d(2)
+            self.b = nn.BatchNorm1d(2)
+
+        def forward(self, x):
+            return self.a(self.b(x))
+
+    result = precise_bn(Backwards().double(), _data(1), progress=False)
+    assert result.order == ("b", "a") and result.updated == ("b", "a")
+
+
+def test_a_module_without_a_batch_counter_or_with_tracking_switched_off():
+    model = nn.Sequential(nn.BatchNorm1d(2), nn.BatchNorm1d(2)).double()
+    model[0].num_batches_tracked = None  # as after loading an old checkpoint
+    model[1].track_running_stats = False  # buffers kept, no longer tracked
+    before = model[1].running_mean.clone()
+    result = precise_bn(model, _data(1), progress=False)
+    assert result.updated == ("0",) and model[0].num_batches_tracked is None
+    assert result.skipped == {"1": "no running statistics (track_running_stats=False)"}
+    assert torch.equal(model[1].running_mean, before)
+
+
+def test_eval_consistent_uses_the_new_statistics_upstream():
+    # two batches of one value: the first batch norm sees 1 and 3 (mean 2,
+    # unbiased variance 2); in inference it then gives +-1 / sqrt(2 + eps),
+    # which the second sees: mean 0, unbiased variance 2 / (2 + eps)
+    model = nn.Sequential(nn.BatchNorm1d(1), nn.BatchNorm1d(1)).double()
+    batches = [torch.tensor([[1.0]], dtype=D), torch.tensor([[3.0]], dtype=D)]
+    precise_bn(model, batches, mode="eval-consistent", progress=False)
+    assert model[0].running_mean.tolist() == [2.0] and model[0].running_var.tolist() == [2.0]
+    torch.testing.assert_close(model[1].running_mean, torch.zeros(1, dtype=D), rtol=0,
+                               atol=1e-15)
+    torch.testing.assert_close(model[1].running_var, torch.tensor([2 / (2 + 1e-5)], dtype=D),
+                               rtol=1e-14, atol=0)
+
+
+def test_eval_consistent_with_a_shared_module_and_three_levels_never_stops_early():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = (nn.BatchNorm1d(2) for _ in range(3))
+            self.probe = nn.Identity()
+
+        def forward(self, x):
+            return self.probe(self.a(self.c(self.b(self.a(x)))))
+
+    model = Shared().double()
+    reached = []
+    model.probe.register_forward_hook(lambda *args: reached.append(1))
+    result = precise_bn(model, _data(2), mode="eval-consistent", progress=False)
+    assert result.order == ("a", "b", "c") and result.passes == 3
+    assert reached == [1] * 6  # three full passes over two batches
+    assert result.moments["a"].count == 16  # both calls of a, two batches of four
+
+
+def test_eval_consistent_skips_modules_it_never_reached():
+    class Spare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.BatchNorm1d(2), nn.BatchNorm1d(2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    result = precise_bn(Spare().double(), _data(1), mode="eval-consistent", progress=False)
+    assert result.updated == ("used",)
+    assert result.skipped == {"spare": "never called during the pass (or only with empty "
+                                        "inputs)"}
+
+
+def test_eval_consistent_failing_in_the_first_pass_writes_nothing():
+    model = nn.Sequential(nn.BatchNorm1d(2)).double()
+    before = model[0].running_mean.clone()
+    with pytest.raises(TypeError, match="batch 1 is a str"):
+        precise_bn(model, [_data(1)[0], "oops"], mode="eval-consistent", progress=False)
+    assert torch.equal(model[0].running_mean, before)
+
+
+GROUP = object()  # a process group stand-in: passed through to every collective
+
+
+class _Ranks(_TwoRanks):
+    """Two ranks; every collective must be given ``GROUP``."""
+
+    def all_gather(self, gathered, local, group=None):
+        assert group is GROUP
+        super().all_gather(gathered, local, group)
+
+
+def _distributed_setup(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size",
+                        lambda group=None: 2 if group is GROUP else 99)
+
+
+def test_two_ranks_in_train_mode_with_a_group(monkeypatch):
+    bn = nn.BatchNorm1d(1).double()
+    ranks = _Ranks(monkeypatch, torch.tensor([1, 1]),
+                   _precise._pack({"": _record([4.0, 6.0])}, False))
+    _distributed_setup(monkeypatch)
+    result = precise_bn(bn, [torch.tensor([[0.0], [2.0]], dtype=D)], progress=False,
+                        process_group=GROUP)
+    assert ranks.gathers == 2 and result.moments[""].count == 4
+    assert bn.running_mean.tolist() == [3.0]
+
+
+def _eval_ranks(monkeypatch, flag_first=False, flag_level=False, order=(0,)):
+    """The collectives of eval-consistent mode on two ranks, one batch norm of one channel."""
+    other_level = _precise._pack({"": _record([4.0, 6.0])}, flag_level)
+    return _Ranks(
+        monkeypatch,
+        torch.tensor([0, 0]), torch.tensor([1.0 if flag_first else 0.0], dtype=D),  # pass 1
+        torch.tensor(list(order)),  # the order
+        torch.tensor([1, 1]), other_level,  # the level's merge
+    )
+
+
+def test_two_ranks_in_eval_consistent_mode(monkeypatch):
+    bn = nn.BatchNorm1d(1).double()
+    ranks = _eval_ranks(monkeypatch)
+    _distributed_setup(monkeypatch)
+    result = precise_bn(bn, [torch.tensor([[0.0], [2.0]], dtype=D)], mode="eval-consistent",
+                        progress=False, process_group=GROUP)
+    assert ranks.gathers == 5 and not ranks.others
+    assert result.order == ("",) and result.moments[""].count == 4
+    assert bn.running_mean.tolist() == [3.0]
+    torch.testing.assert_close(bn.running_var, torch.tensor([20.0 / 3.0], dtype=D),
+                               rtol=1e-15, atol=0)
+
+
+def test_two_ranks_in_eval_consistent_mode_when_the_other_fails(monkeypatch):
+    for first, level in ((True, False), (False, True)):
+        bn = nn.BatchNorm1d(1).double()
+        _eval_ranks(monkeypatch, flag_first=first, flag_level=level)
+        _distributed_setup(monkeypatch)
+        with pytest.raises(RuntimeError, match="failed on another rank"):
+            precise_bn(bn, [torch.tensor([[0.0], [2.0]], dtype=D)], mode="eval-consistent",
+                       progress=False, process_group=GROUP)
+        assert bn.running_mean.tolist() == [0.0]
+
+
+def test_two_ranks_in_eval_consistent_mode_when_this_one_fails(monkeypatch):
+    # the first pass fails here: this rank still takes part in the first merge
+    bn = nn.BatchNorm1d(1).double()
+    ranks = _Ranks(monkeypatch, torch.tensor([0, 0]), torch.zeros(1, dtype=D))
+    _distributed_setup(monkeypatch)
+    with pytest.raises(TypeError, match="batch 0 is a str"):
+        precise_bn(bn, ["oops"], mode="eval-consistent", progress=False, process_group=GROUP)
+    assert ranks.gathers == 2
+
+    class Breaks:
+        """Re-iterable; the second pass breaks."""
+
+        passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            if self.passes == 2:
+                return iter(["oops"])
+            return iter([torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=D)])
+
+    model = nn.Sequential(nn.BatchNorm1d(2), nn.BatchNorm1d(2)).double()
+    two = Moments(2, np.array([1.0, 2.0]), np.array([2.0, 2.0]))  # two channels
+    ranks = _Ranks(monkeypatch, torch.tensor([0, 0]), torch.zeros(1, dtype=D),
+                   torch.tensor([0, 1]),
+                   torch.tensor([1, 2]), _precise._pack({"0": two}, False),
+                   torch.tensor([1, 2]), _precise._pack({"1": two}, False))
+    with pytest.raises(TypeError, match="batch 0 is a str"):
+        precise_bn(model, Breaks(), mode="eval-consistent", progress=False,
+                   process_group=GROUP)
+    assert ranks.gathers == 7 and model[1].running_mean.tolist() == [0.0, 0.0]

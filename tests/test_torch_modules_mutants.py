@@ -22,7 +22,8 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 
 def _pair(momentum, affine, track):
-    ref = nn.BatchNorm1d(3, momentum=momentum, affine=affine,
+    # eps 1e-3, not PyTorch's default: a forward that dropped it would show
+    ref = nn.BatchNorm1d(3, eps=1e-3, momentum=momentum, affine=affine,
                          track_running_stats=track).double()
     if affine:
         with torch.no_grad():
@@ -39,14 +40,17 @@ def _state(m):
     return {k: v.clone() for k, v in m.state_dict().items()}
 
 
-@pytest.mark.parametrize(("momentum", "affine", "track", "untrack_later"), [
-    c for c in itertools.product((0.25, None), (True, False), (True, False), (False, True))
+@pytest.mark.parametrize(("momentum", "affine", "track", "change"), [
+    c for c in itertools.product((0.25, None), (True, False), (True, False),
+                                 (None, "untrack", "no count"))
     if c[2] or not c[3]
 ])
-def test_every_mode_matches_pytorch(momentum, affine, track, untrack_later):
+def test_every_mode_matches_pytorch(momentum, affine, track, change):
     ref, ours = _pair(momentum, affine, track)
-    if untrack_later:  # buffers kept, statistics no longer tracked (PyTorch allows it)
+    if change == "untrack":  # buffers kept, statistics no longer tracked (PyTorch allows it)
         ref.track_running_stats = ours.track_running_stats = False
+    if change == "no count":  # no batch counter (PyTorch then uses momentum 0 if None)
+        ref.num_batches_tracked = ours.num_batches_tracked = None
     gen = torch.Generator().manual_seed(11)
     for training in (True, True, False, True, False):
         ref.train(training)
@@ -94,6 +98,19 @@ def test_no_running_statistics_normalizes_with_the_batch_in_inference():
     y = bn(torch.tensor([[1.0], [3.0]], dtype=D))
     assert torch.equal(y, torch.tensor([[-1.0], [1.0]], dtype=D))  # (x - 2) / 1
     assert bn.num_batches_tracked is None
+
+
+@pytest.mark.parametrize("missing", ["running_mean", "running_var"])
+def test_inference_with_one_running_buffer_is_refused(missing):
+    bn = bt.BatchNorm1d(2).eval()
+    setattr(bn, missing, None)
+    other = "running_var" if missing == "running_mean" else "running_mean"
+    with pytest.raises(ValueError, match=f"^only {other} was given; pass both"):
+        bn(torch.randn(4, 2))
+    with pytest.raises(RuntimeError, match=f"{missing} must be defined"):  # PyTorch too
+        ref = nn.BatchNorm1d(2).eval()
+        setattr(ref, missing, None)
+        ref(torch.randn(4, 2))
 
 
 def test_the_input_rank_is_checked_as_pytorch_does():

@@ -302,3 +302,87 @@ def test_running_buffers_are_updated_with_mean_and_unbiased_variance():
     torch.testing.assert_close(
         y, torch.tensor([[-2 / s, -2 / math.sqrt(8)], [0.0, -2 / math.sqrt(8)],
                          [2 / s, 4 / math.sqrt(8)]], dtype=D), rtol=1e-14, atol=1e-15)
+
+
+def test_channels_last_means_stored_channels_last_only():
+    # contiguous tensors whose (N, *spatial, C) view is contiguous too (size-1
+    # axes) are channels-first: read as they are, channel axis 1
+    assert not _ops._channels_last(torch.zeros(4, 3))
+    assert not _ops._channels_last(torch.zeros(4, 3, 1, 1))
+    assert not _ops._channels_last(torch.zeros(4, 1, 3, 3))
+    assert not _ops._channels_last(torch.zeros(4, 3, 5).transpose(0, 2))  # neither
+    assert _ops._channels_last(torch.zeros(4, 3, 5, 5).contiguous(
+        memory_format=torch.channels_last))
+
+
+def test_defaults_are_inference_momentum_0_1_and_eps_1e_5():
+    x = torch.tensor([[1.0], [3.0]], dtype=D)
+    rm, rv = torch.tensor([1.0], dtype=D), torch.tensor([4.0], dtype=D)
+    y = bt.batch_norm(x, rm, rv)  # inference: (x - 1) / sqrt(4 + 1e-5)
+    torch.testing.assert_close(y, torch.tensor([[0.0], [2.0]], dtype=D) / math.sqrt(4 + 1e-5),
+                               rtol=1e-15, atol=0)
+    assert rm.tolist() == [1.0] and rv.tolist() == [4.0]
+    bt.batch_norm(x, rm, rv, training=True)  # 0.9 * 1 + 0.1 * 2, 0.9 * 4 + 0.1 * 2
+    torch.testing.assert_close(rm, torch.tensor([1.1], dtype=D), rtol=1e-15, atol=0)
+    torch.testing.assert_close(rv, torch.tensor([3.8], dtype=D), rtol=1e-15, atol=0)
+
+
+def test_the_fallback_passes_every_argument_on(monkeypatch):
+    monkeypatch.setattr(_ops, "_warned", set())
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randn(6, 3, generator=gen) * 2 + 1).to(torch.bfloat16)
+    w, b = torch.linspace(0.5, 2.0, 3), torch.linspace(-1.0, 1.0, 3)
+    args = [t.to(torch.bfloat16) for t in (w, b)]
+    ours = [torch.zeros(3, dtype=torch.bfloat16), torch.ones(3, dtype=torch.bfloat16)]
+    theirs = [t.clone() for t in ours]
+    with pytest.warns(RuntimeWarning):
+        y = bt.batch_norm(x, *ours, *args, training=True, momentum=0.5, eps=0.25)
+    want = F.batch_norm(x, *theirs, *args, training=True, momentum=0.5, eps=0.25)
+    assert torch.equal(y, want)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert not torch.equal(ours[0], torch.zeros(3, dtype=torch.bfloat16))  # updated
+
+
+def test_the_statistics_outputs_are_not_differentiable():
+    x = torch.randn(6, 3, dtype=D, requires_grad=True)
+    w = torch.ones(3, dtype=D, requires_grad=True)
+    rm, rv = torch.zeros(3, dtype=D), torch.ones(3, dtype=D)
+    for op in (_ops._forward_op, _ops._EagerBatchNorm.apply):
+        out = op(x, w, None, rm, rv, True, 0.1, 1e-5)
+        assert out[0].requires_grad
+        assert [t.requires_grad for t in out[1:]] == [False] * 4
+
+
+def test_first_derivatives_with_create_graph_are_the_plain_ones():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(6, 3, generator=gen, dtype=D, requires_grad=True)
+    w = torch.linspace(0.5, 2.0, 3, dtype=D).requires_grad_()
+    b = torch.linspace(-1.0, 1.0, 3, dtype=D).requires_grad_()
+    g = torch.randn(6, 3, generator=gen, dtype=D)
+    for training in (True, False):
+        rm, rv = torch.zeros(3, dtype=D), torch.full((3,), 2.0, dtype=D)
+        y = bt.batch_norm(x, rm.clone(), rv.clone(), w, b, training=training)
+        graph = torch.autograd.grad(y, (x, w, b), g, create_graph=True)
+        y = bt.batch_norm(x, rm.clone(), rv.clone(), w, b, training=training)
+        plain = torch.autograd.grad(y, (x, w, b), g)
+        for a, c in zip(graph, plain, strict=True):
+            assert torch.equal(a, c)
+
+
+def test_double_backward_message_literally():
+    x = torch.randn(6, 3, dtype=D, requires_grad=True)
+    (gx,) = torch.autograd.grad((bt.batch_norm(x, None, None, training=True) ** 3).sum(), x,
+                                create_graph=True)
+    with pytest.raises(RuntimeError) as info:
+        gx.sum().backward()
+    assert ("bnproof.torch.batch_norm has no second derivative (its backward is one kernel); "
+            "for double backward (gradient penalties, Hessian-vector products) use "
+            "torch.nn.functional.batch_norm or PyTorch's nn.BatchNorm modules") in str(info.value)
+
+
+def test_an_empty_2d_batch_is_still_checked():
+    # (0, 3) is an (N, C) batch: its arguments are checked as any other's
+    with pytest.raises(ValueError, match=r"^weight has shape \(2,\)"):
+        bt.batch_norm(torch.empty(0, 3), None, None, torch.ones(2), training=True)
+    with pytest.raises(TypeError, match="^momentum must be a float"):
+        bt.batch_norm(torch.empty(0, 3), None, None, training=True, momentum="fast")
