@@ -82,15 +82,18 @@ def test_progress_without_a_total_or_a_pass_count(monkeypatch):
 
 
 def test_progress_exactly_at_its_thresholds(monkeypatch):
-    clock, stream, bar = _bar(monkeypatch, total=10, passes=None)
-    clock.now = 1.0  # exactly PROGRESS_AFTER_SECONDS: shown
-    bar.update(1, 0)
-    assert stream.getvalue().count("\r") == 1
-    clock.now = 1.125
+    clock, stream, _ = _bar(monkeypatch, total=10, passes=None)
+    clock.now = -0.875  # the bar starts here (not at 0: elapsed time is a difference)
+    bar = _precise._Progress(True, 10, None)
+    clock.now = 0.0
+    bar.update(1, 0)  # 0.875 s: not yet
+    assert stream.getvalue() == ""
+    clock.now = 0.125  # exactly PROGRESS_AFTER_SECONDS (1.0) after the start: shown
     bar.update(2, 0)
-    clock.now = 1.225  # exactly 0.1 s after (1.225 - 1.125 == 0.1 in binary): shown
+    assert stream.getvalue().count("\r") == 1
+    clock.now = 0.125 + 0.1  # exactly 0.1 s after the last line (exact in binary): shown
     bar.update(3, 0)
-    assert stream.getvalue().count("\r") == 3
+    assert stream.getvalue().count("\r") == 2
 
 
 def test_a_disabled_or_unshown_bar_writes_nothing(monkeypatch):
@@ -227,12 +230,14 @@ class _TwoRanks:
 
     def __init__(self, monkeypatch, *others):
         self.others = list(others)
+        self.sent = []
         self.gathers = 0
         monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
         monkeypatch.setattr(torch.distributed, "all_gather", self.all_gather)
 
     def all_gather(self, gathered, local, group=None):
         assert len(gathered) == 2
+        self.sent.append(local.clone())
         gathered[0].copy_(local)
         gathered[1].copy_(self.others.pop(0))
         self.gathers += 1
@@ -295,6 +300,7 @@ def test_merge_ranks_raises_everywhere_if_one_rank_failed(monkeypatch):
     with pytest.raises(KeyError) as info:
         _precise._merge_ranks(mine, failure, None)
     assert info.value is failure and ranks.gathers == 2
+    assert ranks.sent[1][0].item() == 1.0  # the others learn that this rank failed
     # no failure but different layouts: the layout error
     _TwoRanks(monkeypatch, torch.tensor([3, 9]), ok)
     with pytest.raises(ValueError, match="different batch norms"):
@@ -420,6 +426,7 @@ def test_skipped_reasons_literally():
             self.used = nn.BatchNorm1d(2)
             self.untracked = nn.BatchNorm1d(2, track_running_stats=False)
             self.unused = nn.BatchNorm1d(2)
+            self.lazy = nn.LazyBatchNorm1d()
 
         def forward(self, x):
             return self.untracked(self.used(x))
@@ -429,6 +436,7 @@ def test_skipped_reasons_literally():
     assert result.skipped == {
         "untracked": "no running statistics (track_running_stats=False)",
         "unused": "never called during the pass (or only with empty inputs)",
+        "lazy": "not initialized yet (a lazy module: run one forward pass first)",
     }
     assert result.updated == ("used",)
     # a module whose buffers were removed by hand counts as untracked too
@@ -676,3 +684,20 @@ def test_two_ranks_in_eval_consistent_mode_when_this_one_fails(monkeypatch):
         precise_bn(model, Breaks(), mode="eval-consistent", progress=False,
                    process_group=GROUP)
     assert ranks.gathers == 7 and model[1].running_mean.tolist() == [0.0, 0.0]
+
+
+def test_a_rank_without_data_writes_what_the_others_saw(monkeypatch):
+    # this rank reads no batch; rank 1 saw 4 and 6: both write mean 5, variance 2
+    for mode in ("train", "eval-consistent"):
+        bn = nn.BatchNorm1d(1).double()
+        other = _precise._pack({"": _record([4.0, 6.0])}, False)
+        if mode == "train":
+            ranks = _Ranks(monkeypatch, torch.tensor([1, 1]), other)
+        else:
+            ranks = _Ranks(monkeypatch, torch.tensor([0, 0]), torch.zeros(1, dtype=D),
+                           torch.tensor([0]), torch.tensor([1, 1]), other)
+        _distributed_setup(monkeypatch)
+        result = precise_bn(bn, [], mode=mode, progress=False, process_group=GROUP)
+        assert not ranks.others and result.batches == 0
+        assert result.updated == ("",) and result.moments[""].count == 2
+        assert bn.running_mean.tolist() == [5.0] and bn.running_var.tolist() == [2.0]
