@@ -701,3 +701,40 @@ def test_a_rank_without_data_writes_what_the_others_saw(monkeypatch):
         assert not ranks.others and result.batches == 0
         assert result.updated == ("",) and result.moments[""].count == 2
         assert bn.running_mean.tolist() == [5.0] and bn.running_var.tolist() == [2.0]
+
+
+class _SetThreads(nn.Module):
+    """Sets PyTorch's thread count (as a layer that tunes it might); runs no op itself."""
+
+    def __init__(self, count):
+        super().__init__()
+        self.count = count
+
+    def forward(self, x):
+        torch.set_num_threads(self.count)
+        return x
+
+
+class _Probe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return x
+
+
+def test_pytorch_thread_count_is_restored_after_each_batch_norm_and_at_the_end():
+    saved = torch.get_num_threads()
+    probe = _Probe()
+    # the count changes before the batch norm (its hook restores it before the
+    # norm runs) and after the last one (restored when precise_bn returns)
+    model = nn.Sequential(_SetThreads(saved + 1), nn.BatchNorm1d(2), probe,
+                          _SetThreads(saved + 1)).double()
+    try:
+        precise_bn(model, _data(2), progress=False)
+        assert probe.seen == [saved, saved]
+        assert torch.get_num_threads() == saved
+    finally:
+        torch.set_num_threads(saved)
