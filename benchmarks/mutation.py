@@ -94,6 +94,11 @@ class Target:
     #: ``workqueue`` layer, which forks cleanly (the thread-safety tests that
     #: switch layers are not selected).
     kernels: bool = False
+    #: The tests run PyTorch. Its OpenMP pool, once started in the process mutmut
+    #: forks from, hangs every forked child that runs a parallel PyTorch op
+    #: until the CPU-time limit kills it (which would count as a kill), so these
+    #: targets run PyTorch on one thread (``OMP_NUM_THREADS=1``: no pool).
+    torch: bool = False
 
 
 TARGETS = {
@@ -198,6 +203,30 @@ TARGETS = {
         ("tests/test_runner_mutants.py",),
         # simulated workers only: the two tests that spawn real ones take seconds each
         select="not worker_processes and not fails_in_the_workers",
+    # the PyTorch bridge: not the compile, inductor and opcheck tests (slow, and
+    # torch.compile in a forked child is not worth its seconds per mutant)
+    "ops": Target(
+        "bnproof/torch/_ops.py",
+        ("tests/test_torch_ops_mutants.py", "tests/test_torch_bridge.py"),
+        select="not compile and not inductor and not opcheck and not readme "
+               "and not stacklevel",
+        kernels=True,
+        torch=True,
+    ),
+    "modules": Target(
+        "bnproof/torch/_modules.py",
+        ("tests/test_torch_modules_mutants.py", "tests/test_torch_bridge.py",
+         "tests/test_torch_training.py"),
+        select="convert or module or rejected or Module or training",
+        kernels=True,
+        torch=True,
+    ),
+    "precise": Target(
+        "bnproof/torch/_precise.py",
+        ("tests/test_precise_mutants.py", "tests/test_precise_bn.py"),
+        select="not dask",
+        kernels=True,
+        torch=True,
     ),
 }
 
@@ -371,10 +400,12 @@ def _prepare(name: str, target: Target, tests: list[str] | None = None) -> Path:
     return work
 
 
-def _environment(work: Path, kernels: bool = False) -> dict[str, str]:
+def _environment(work: Path, kernels: bool = False, torch: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     if kernels:
         env["NUMBA_THREADING_LAYER"] = "workqueue"
+    if torch:
+        env["OMP_NUM_THREADS"] = "1"
     # Subprocesses the tests start (the CLI) must import the mutated copy too.
     env["PYTHONPATH"] = str(work / "mutants")
     return env
@@ -414,9 +445,10 @@ def _forget_stale_coverage(work: Path, tests: list[str]) -> None:
         stamp.write_text(digest.hexdigest(), encoding="utf-8")
 
 
-def _mutmut(work: Path, *args: str, kernels: bool = False) -> subprocess.CompletedProcess:
+def _mutmut(work: Path, *args: str, kernels: bool = False,
+            torch: bool = False) -> subprocess.CompletedProcess:
     cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", *args]
-    return subprocess.run(cmd, cwd=work, env=_environment(work, kernels), check=False,
+    return subprocess.run(cmd, cwd=work, env=_environment(work, kernels, torch), check=False,
                           text=True, capture_output=True)
 
 
@@ -488,7 +520,8 @@ def run_target(name: str, target: Target, show: bool, tests: list[str] | None = 
     _forget_stale_coverage(work, ["tests/conftest.py", *(tests or target.tests)])
     print(f"== {name}: {target.module} with {', '.join(tests or target.tests)}",
           file=sys.stderr)
-    proc = _mutmut(work, "run", "--max-children", "1", *(only or ()), kernels=target.kernels)
+    proc = _mutmut(work, "run", "--max-children", "1", *(only or ()), kernels=target.kernels,
+                   torch=target.torch)
     if proc.returncode or not (work / "mutants" / (target.module + ".meta")).exists():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"mutmut produced no results for {target.module}")

@@ -373,3 +373,11 @@ def test_tracing_records_the_registered_op():
     gm = make_fx(fn)(torch.randn(4, 3), torch.zeros(3), torch.ones(3))
     targets = [str(n.target) for n in gm.graph.nodes]
     assert any("bnproof.batch_norm_forward" in t for t in targets), targets
+
+
+def test_fallback_warning_stacklevel_points_at_the_caller(monkeypatch):
+    # (not in the mutation run: mutmut's trampolines add frames between the two)
+    monkeypatch.setattr(_ops, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="dtypes other than") as caught:
+        bt.batch_norm(torch.randn(4, 3, dtype=torch.float16), None, None, training=True)
+    assert caught[0].filename == __file__

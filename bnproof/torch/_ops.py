@@ -6,7 +6,9 @@ as views (``Tensor.numpy()`` and ``torch.from_numpy`` share memory), so the
 only copies are the ones the kernels make of non-contiguous inputs.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: torch.library infers the ops' schemas
+# from the annotations, which must then be types, not strings to be resolved in
+# the globals of whatever wraps the function (a decorator's module).
 
 import threading
 import warnings
@@ -29,7 +31,8 @@ def _warn_once(key: str, message: str) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    # 1: here, 2: batch_norm, 3: the line that called batch_norm
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- #
