@@ -192,6 +192,7 @@ class _FakeProver:
     """Stands in for the second process: records how it was made, returns set results."""
 
     made: list = []
+    events: list = []
 
     def __init__(self, n_max, parallel, report, modules=(), accuracy=None, *, prove=True,
                  drift=None, drift_figures=False):
@@ -199,8 +200,10 @@ class _FakeProver:
                      "accuracy": accuracy, "prove": prove, "drift": drift,
                      "drift_figures": drift_figures}
         self.runs_accuracy = parallel and accuracy is not None
+        self.report = report
         self.polls = self.closed = 0
         _FakeProver.made.append(self)
+        _FakeProver.events.append(("start", prove))
 
     def poll(self):
         self.polls += 1
@@ -209,9 +212,11 @@ class _FakeProver:
         self.closed += 1
 
     def result(self):
+        self.report("proofs", 1, 1, "from the prover")
         return _proofs(), 2.5
 
     def drift_result(self):
+        self.report("drift", 1, 1, "from the second process")
         there = {"train-all": {"from": "there"}, "parameters": {"seed": 9, "scenarios": ["x"]},
                  "timings_seconds": {"train-all": 1.0}, "provenance": {"p": "there"}}
         return there, 3.0, (_Fig("train-curves"),), 0.5
@@ -225,6 +230,7 @@ def fakes(monkeypatch):
     calls = {"cross_check": [], "accuracy": [], "drift": [], "stored": [], "rendered": [],
              "audit": 0, "precise": []}
     _FakeProver.made = []
+    _FakeProver.events = []
 
     def cross_check(n_values, *, seed, reuse):
         calls["cross_check"].append((n_values, seed, reuse))
@@ -247,7 +253,7 @@ def fakes(monkeypatch):
         return {f"{s}-fig": _Fig(f"{s}-fig") for s in ("bias-only", "train-all") if s in result}
 
     def render(fig, name, caption):
-        calls["rendered"].append((name, caption))
+        calls["rendered"].append((name, caption, fig.name))
         return _Fig(name)
 
     def audit():
@@ -266,18 +272,24 @@ def fakes(monkeypatch):
     monkeypatch.setattr(bnproof.experiments.accuracy, "accuracy_vs_offset", accuracy_vs_offset)
     monkeypatch.setattr(bnproof.experiments.drift, "run_drift", run_drift)
     monkeypatch.setattr(bnproof.plots, "drift_figures", drift_figures)
-    monkeypatch.setattr(bnproof.plots, "accuracy_figure", lambda result: _Fig("accuracy"))
+    monkeypatch.setattr(bnproof.plots, "accuracy_figure",
+                        lambda result: _Fig(f"accuracy of {result['rows']}"))
     monkeypatch.setattr(_collect, "render_figure", render)
-    monkeypatch.setattr(_collect, "figure_caption", lambda name, fig: f"caption of {name}")
+    monkeypatch.setattr(_collect, "figure_caption",
+                        lambda name, fig: f"caption of {name} ({fig.name})")
     monkeypatch.setattr(bnproof.report._audit, "collect_audit", audit)
     monkeypatch.setattr(_provenance, "provenance", lambda: {"prov": 1})
     monkeypatch.setattr(_collect, "invariance_data", lambda claims: {"claims": len(claims)})
     monkeypatch.setattr(bnproof.kernels, "kernels_cached", lambda: True)
     monkeypatch.setattr(_collect, "_Prover", _FakeProver)
-    monkeypatch.setattr(_collect, "proofs_key", lambda n_max, files=(): f"key{n_max:061d}")
+    monkeypatch.setattr(_collect, "proofs_key", lambda n_max, files=(): _key(n_max, len(files)))
     stored = {}
     monkeypatch.setattr(_collect._cache, "exists", lambda name, key: (name, key) in stored)
-    monkeypatch.setattr(_collect._cache, "load", lambda name, key: stored.get((name, key)))
+    def load(name, key):
+        _FakeProver.events.append(("load", name))
+        return stored.get((name, key))
+
+    monkeypatch.setattr(_collect._cache, "load", load)
 
     def store(name, key, value, dumps=None):
         calls["stored"].append((name, key, [p.claim_id for p in value], dumps))
@@ -288,13 +300,20 @@ def fakes(monkeypatch):
     return calls
 
 
+def _key(n_max, files=0):
+    return f"key{n_max:03d}{files:058d}"
+
+
 def _run(**kw):
     seen = []
     data = _collect.collect(progress=lambda *a: seen.append(a), **kw)
+    # wall times of stand-ins: well under a minute (a sum in place of a
+    # difference of clock readings would be hours)
+    assert all(0 <= t < 60 for t in data.timings_seconds.values()), data.timings_seconds
     return data, seen
 
 
-def test_bad_flags_are_refused_by_name():
+def test_bad_flags_are_refused_by_name(fakes):
     for name in ("quick", "parallel", "fresh"):
         with pytest.raises(TypeError, match=rf"^{name} must be True or False, got 'no'$"):
             _collect.collect(**{name: "no"})
@@ -365,9 +384,11 @@ def test_drift_and_figures_in_one_process(fakes):
                                       "separate_process": False}
     assert data.seeds == {"accuracy": 3, "drift": 3}
     assert [f.name for f in data.figures] == ["bias-only-fig", "train-all-fig", "accuracy"]
-    assert fakes["rendered"] == [("bias-only-fig", "caption of bias-only-fig"),
-                                 ("train-all-fig", "caption of train-all-fig"),
-                                 ("accuracy", "caption of accuracy")]
+    assert fakes["rendered"] == [
+        ("bias-only-fig", "caption of bias-only-fig (bias-only-fig)", "bias-only-fig"),
+        ("train-all-fig", "caption of train-all-fig (train-all-fig)", "train-all-fig"),
+        ("accuracy", "caption of accuracy (accuracy of ['acc'])", "accuracy of ['acc']")]
+    assert all(t < 60 for t in data.timings_seconds.values())
     assert [s for s in seen if s[0] in ("drift", "figures")] == [
         ("drift", 0, 1, ""), ("drift", 1, 2, "bias-only"),
         ("figures", 0, 3, "bias-only-fig"), ("figures", 1, 3, "train-all-fig"),
@@ -405,6 +426,12 @@ def test_drift_in_a_second_process(fakes):
     assert list(data.drift)[-2:] == ["bias-only", "train-all"]
     assert data.settings["drift"]["separate_process"] is True
     assert [f.name for f in data.figures] == ["bias-only-fig", "train-curves", "accuracy"]
+    assert fakes["rendered"] == [
+        ("bias-only-fig", "caption of bias-only-fig (bias-only-fig)", "bias-only-fig"),
+        ("accuracy", "caption of accuracy (accuracy of ['acc'])", "accuracy of ['acc']")]
+    assert [s for s in seen if s[0] == "drift"] == [("drift", 1, 2, "bias-only"),
+                                                    ("drift", 1, 1, "from the second process")]
+    assert all(t < 60 for t in data.timings_seconds.values())
     assert [s for s in seen if s[0] == "figures"] == [
         ("figures", 0, 2, "bias-only-fig"), ("figures", 1, 2, "accuracy"),
         ("figures", 3, 3, "")]
@@ -417,18 +444,20 @@ def test_drift_in_a_second_process_without_figures(fakes):
     [drifter] = _FakeProver.made
     assert drifter.args["drift_figures"] is False
     assert drifter.args["drift"]["steps"] == 5 and drifter.args["drift"]["dtypes"] == ["float64"]
+    assert fakes["drift"] == [{"scenarios": ["bias-only"], "steps": 5, "seed": 0,
+                               "dtypes": ["float64"], "quick": True}]
     assert data.figures == () and "figures" not in data.timings_seconds
     assert data.drift["train-all"] == {"from": "there"}
 
 
 def test_proofs_reused(fakes):
-    fakes["cache"]["proofs", f"key{8:061d}"] = (_proofs(), "2026-01-01")
+    fakes["cache"]["proofs", _key(8)] = (_proofs(), "2026-01-01")
     data, seen = _run(stages=["proofs"])
     assert [c.proof.claim_id for c in data.claims] == list(CLAIMS)
     assert all(c.claim is CLAIMS[c.proof.claim_id] for c in data.claims)
     assert data.settings["proofs"] == {
         "n_max": 8, "processes": "none (reused)",
-        "source": "reused from 2026-01-01, same code digest key000000000"}
+        "source": "reused from 2026-01-01, same code digest key008000000"}
     assert seen == [("proofs", 0, len(CLAIMS), ""),
                     ("proofs", len(CLAIMS), len(CLAIMS), "reused from an earlier run")]
     assert "proofs" in data.timings_seconds and fakes["stored"] == []
@@ -436,7 +465,7 @@ def test_proofs_reused(fakes):
 
 
 def test_proofs_reused_start_the_drift_process_first(fakes):
-    fakes["cache"]["proofs", f"key{4:061d}"] = (_proofs(), "then")
+    fakes["cache"]["proofs", _key(4)] = (_proofs(), "then")
     data, _ = _run(quick=True, stages=["proofs", "drift"])
     [drifter] = _FakeProver.made
     assert drifter.args["prove"] is False
@@ -467,7 +496,10 @@ def test_proofs_in_this_process(fakes, tmp_path):
                                        "source": "computed in this run"}
     from bnproof.symbolic import to_bytes
 
-    assert fakes["stored"] == [("proofs", f"key{4:061d}", list(CLAIMS), to_bytes)]
+    assert fakes["stored"] == [("proofs", _key(4, 1), list(CLAIMS), to_bytes)]
+    # the claims and their proofs, in registry order
+    assert [c.proof.claim_id for c in data.claims] == list(CLAIMS)
+    assert all(c.claim is CLAIMS[c.proof.claim_id] for c in data.claims)
     assert data.timings_seconds["proofs"] == 2.5 and prover.closed == 1
 
 
@@ -521,6 +553,46 @@ def test_audit_and_precise(fakes, monkeypatch):
 def test_timings_are_rounded_to_milliseconds(fakes):
     data, _ = _run(quick=True, stages=["proofs"], parallel=False)
     assert data.timings_seconds["proofs"] == 2.5
-    fakes["cache"]["proofs", f"key{4:061d}"] = (_proofs(), "then")
+    fakes["cache"]["proofs", _key(4)] = (_proofs(), "then")
     data, _ = _run(quick=True, stages=["proofs"])
     assert data.timings_seconds["proofs"] == round(data.timings_seconds["proofs"], 3)
+
+
+def test_every_stage_by_default(fakes):
+    data, seen = _run()
+    assert data.seeds == {"cross-check": 0, "accuracy": 0, "drift": 0}
+    assert set(data.settings) == {"quick", "proofs", "cross-check", "accuracy", "drift",
+                                  "precise"}
+    assert set(data.timings_seconds) == {"proofs", "cross-check", "accuracy", "drift",
+                                         "figures", "audit", "precise"}
+    # a first run: the proofs take the second process, the drift runs here
+    [prover] = _FakeProver.made
+    assert prover.args["prove"] is True and prover.args["n_max"] == 8
+    assert ("proofs", 1, 1, "from the prover") in seen
+    assert len(data.claims) == len(CLAIMS) and data.audit == {"audit": True}
+
+
+def test_with_stored_proofs_the_drift_process_starts_before_they_load(fakes):
+    fakes["cache"]["proofs", _key(8)] = (_proofs(), "then")
+    data, seen = _run(stages=["proofs", "drift"])
+    assert _FakeProver.events == [("start", False), ("load", "proofs")]
+    assert ("drift", 1, 1, "from the second process") in seen
+    assert data.drift["train-all"] == {"from": "there"}
+    # without the drift stage there is no second process
+    _FakeProver.events.clear()
+    _run(stages=["proofs"])
+    assert _FakeProver.events == [("load", "proofs")]
+
+
+def test_the_accuracy_moves_to_the_proofs_process_only_in_parallel(fakes, monkeypatch):
+    monkeypatch.setattr(bnproof.kernels, "kernels_cached", lambda: False)
+    _run(quick=True, stages=["proofs", "accuracy"], parallel=False)
+    _run(quick=True, stages=["proofs"])
+    assert [p.args["accuracy"] for p in _FakeProver.made] == [None, None]
+    assert [p.args["parallel"] for p in _FakeProver.made] == [False, True]
+
+
+def test_stages_not_run_are_none(fakes):
+    data, _ = _run(quick=True, stages=["audit"])
+    assert data.crosscheck is None and data.accuracy is None and data.drift is None
+    assert data.precise is None and data.claims == () and data.figures == ()

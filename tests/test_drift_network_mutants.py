@@ -241,3 +241,62 @@ def test_float32_gradients_keep_their_dtype():
         for norm in ("center", "center-scale"):
             _, _, grads, dx = net._loss_and_grads(p, x, u, labels, mode, norm, None)
             assert dx.dtype == np.float32 and grads["b"].dtype == np.float32, (mode, norm)
+
+
+def test_head_subtracts_each_rows_own_maximum():
+    # row 0: logits c = (0, ln 3); row 1: about 1000 more (V = 1000 I, tanh(20) = 1 in
+    # float64). Subtracting one maximum for the whole batch would underflow row 0.
+    p = net._Params(W=None, b=None, gamma=None, beta=None, V=1000.0 * np.eye(2),
+                    c=np.array([0.0, math.log(3.0)]))
+    loss, accuracy, _, z, lse = net._head(np.array([[0.0, 0.0], [20.0, 20.0]]), p,
+                                          np.array([0, 1]))
+    assert loss == pytest.approx((math.log(4.0) + math.log(4.0 / 3.0)) / 2, rel=1e-12)
+    assert np.allclose(z, [[-math.log(3.0), 0.0]] * 2)
+    assert accuracy == 0.5
+
+
+def test_head_averages_the_float32_losses_in_float64():
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((1000, 2)).astype(np.float32)
+    p = net._Params(W=None, b=None, gamma=None, beta=None,
+                    V=np.array([[3.0, -3.0], [2.0, 5.0]], dtype=np.float32),
+                    c=np.array([1e4, 1e4], dtype=np.float32))
+    labels = rng.integers(0, 2, 1000)
+    loss, _, _, z, lse = net._head(y, p, labels)
+    terms = lse - z[np.arange(1000), labels]
+    assert terms.dtype == np.float32
+    assert loss == float(np.mean(terms.astype(np.float64)))
+    assert float(np.mean(terms.astype(np.float64))) != float(np.mean(terms))  # can fail
+
+
+def test_float32_running_buffers():
+    r = net._Running("float32")
+    assert r.mean.dtype == np.float32 and r.var.dtype == np.float32
+    x = np.random.default_rng(3).standard_normal((5, HIDDEN)).astype(np.float32)
+    r.update(x)
+    assert np.allclose(r.var, 0.9 + 0.1 * x.astype(np.float64).var(axis=0, ddof=1), rtol=1e-6)
+
+
+def test_batch_sums_of_float32_gradients_are_taken_in_float64(monkeypatch):
+    # a column 2**24, 1, 1, 1: float32 additions drop every 1 (2**24 + 1 rounds
+    # back to 2**24); in float64 the sum is 2**24 + 3 and the mean 2**22 + 0.75
+    from bnproof import kernels
+
+    column = np.array([2.0**24, 1.0, 1.0, 1.0], dtype=np.float32)
+    fake_dx = np.repeat(column[:, None], HIDDEN, axis=1)
+    assert fake_dx.sum(axis=0)[0] != np.float32(2.0**24 + 3)  # the float32 sum loses them
+    monkeypatch.setattr(kernels, "batch_norm_backward",
+                        lambda dy, x, w, mean, invstd, training, channel_axis: (
+                            fake_dx.copy(), np.zeros(HIDDEN, np.float32),
+                            np.zeros(HIDDEN, np.float32)))
+    u, labels, p = _small(6, n=4, d=3, k=3)
+    p = _as32(p)
+    u = u.astype(np.float32)
+    x = u @ p.W + p.b
+    _, _, grads, dx = net._loss_and_grads(p, x, u, labels, "outside", "center", None)
+    assert grads["b"].dtype == np.float32
+    assert np.all(grads["b"] == np.float32(2.0**24 + 3))
+    _, _, grads, dx = net._loss_and_grads(p, x, u, labels, "exact", "center", None)
+    mean = np.float32(2.0**22 + 0.75)  # the float64 mean, rounded once
+    assert mean != np.mean(fake_dx, axis=0)[0]  # the float32 mean differs
+    assert np.all(dx == fake_dx - mean)

@@ -36,14 +36,11 @@ def _fake_drift(monkeypatch):
         progress("bias-only", 1, 2)
         return {"kw": kw}
 
-    class Fig:
-        pass
-
     monkeypatch.setattr(bnproof.experiments.drift, "run_drift", run_drift)
     monkeypatch.setattr(bnproof.plots, "drift_figures",
-                        lambda result: {"a": Fig(), "b": Fig()})
-    monkeypatch.setattr(sp, "render_figure", lambda fig, name, caption: (name, caption))
-    monkeypatch.setattr(sp, "figure_caption", lambda name, fig: f"about {name}")
+                        lambda result: {"a": f"fig a of {result['kw']}", "b": "fig b"})
+    monkeypatch.setattr(sp, "render_figure", lambda fig, name, caption: (fig, name, caption))
+    monkeypatch.setattr(sp, "figure_caption", lambda name, fig: f"about {name}, {fig}")
 
 
 def test_drift_job_sends_progress_then_the_results(monkeypatch):
@@ -56,7 +53,8 @@ def test_drift_job_sends_progress_then_the_results(monkeypatch):
                      q[4]]
     kind, result, seconds, rendered, figure_seconds = q[4]
     assert kind == "drift" and result == {"kw": {"seed": 3}} and 0 <= seconds < 5
-    assert rendered == (("a", "about a"), ("b", "about b")) and 0 <= figure_seconds < 5
+    assert rendered == (("fig a of {'seed': 3}", "a", "about a, fig a of {'seed': 3}"),
+                        ("fig b", "b", "about b, fig b")) and 0 <= figure_seconds < 5
     assert len(q) == 5
     q = _Queue()
     sp._drift_job({"seed": 3}, False, q)
@@ -69,6 +67,13 @@ def test_worker_runs_the_drift_or_nothing_without_proofs(monkeypatch):
     q = _Queue()
     sp._prove_worker(0, q, prove=False, drift={"seed": 1}, drift_figures=False)
     assert [m[0] for m in q] == ["drift-progress", "drift-progress", "drift"]
+    q = _Queue()
+    sp._prove_worker(0, q, prove=False, drift={"seed": 1})  # no figures unless asked
+    assert [m[0] for m in q] == ["drift-progress", "drift-progress", "drift"]
+    q = _Queue()
+    sp._prove_worker(0, q, prove=False, drift={"seed": 1}, drift_figures=True)
+    assert [m[0] for m in q] == ["drift-progress", "drift-progress", "figure-progress",
+                                 "figure-progress", "drift"]
     q = _Queue()
     sp._prove_worker(0, q, prove=False)
     assert q == []
@@ -94,6 +99,12 @@ def test_worker_proves_the_claims_it_takes(monkeypatch):
     sp._prove_worker(2, q, ids=ids)  # no counter: this process proves them all
     assert [m[:2] for m in q[1:3]] == [("proof", 0), ("proof", 1)]
     assert proved == [([ids[0]], 2), ([ids[1]], 2)]
+    q = _Queue()
+    proved.clear()
+    # no ids: this registry's claims, in order (the counter is at the last one)
+    sp._prove_worker(2, q, counter=multiprocessing.Value("l", len(CLAIMS) - 1))
+    assert proved == [([list(CLAIMS)[-1]], 2)]
+    assert q[1][1] == len(CLAIMS) - 1
 
 
 def test_worker_runs_the_accuracy_first(monkeypatch):
@@ -295,18 +306,129 @@ def test_result_here_proves_every_claim(monkeypatch):
 
 
 def test_result_with_a_worker_proves_the_rest_here(monkeypatch):
+    import time
+
     monkeypatch.setattr(sp, "_WORKER_POLL_SECONDS", 0.01)
-    monkeypatch.setattr(bnproof.symbolic, "prove_all",
-                        lambda which, n_max: [_proof(which[0])])
+    asked = []
+
+    def prove_all(which, n_max):
+        asked.append(n_max)
+        return [_proof(which[0])]
+
+    monkeypatch.setattr(bnproof.symbolic, "prove_all", prove_all)
     p, seen = _prover()
     p.ids = ["a", "b", "c"]
     p.counter = multiprocessing.Value("l", 1)  # the worker took "a"
     p.queue = queue.Queue()
     p.process = _Process(True)
-    p.queue.put(("proofs-start", 0.0))
+    p.queue.put(("proofs-start", time.monotonic() - 1.0))  # the worker began a second ago
     p.queue.put(("proof", 0, pickle.dumps(_proof("a"))))
     p.queue.put(("done",))
     proofs, seconds = p.result()
-    assert [x.claim_id for x in proofs] == ["a", "b", "c"]
-    assert p.proofs_started == 0.0 and seconds > 0.0  # since the worker's start
+    assert [x.claim_id for x in proofs] == ["a", "b", "c"] and asked == [4, 4]
+    assert 1.0 <= seconds < 3.0  # from the worker's start
     assert sorted(c[1] for c in seen) == [1, 2, 3]
+
+
+def test_result_times_from_this_process_when_it_began_first(monkeypatch):
+    import time
+
+    monkeypatch.setattr(sp, "_WORKER_POLL_SECONDS", 0.01)
+
+    def prove_all(which, n_max):
+        time.sleep(0.2)
+        return [_proof(which[0])]
+
+    monkeypatch.setattr(bnproof.symbolic, "prove_all", prove_all)
+    p, _ = _prover()
+    p.ids = ["a"]
+    p.counter = multiprocessing.Value("l", 0)
+    p.queue = queue.Queue()
+    p.process = _Process(True)
+    p.queue.put(("done",))  # the worker found nothing left
+    proofs, seconds = p.result()
+    assert [x.claim_id for x in proofs] == ["a"] and 0.2 <= seconds < 2.0
+    # nothing to prove at all: no start time, zero-ish seconds
+    q, _ = _prover()
+    q.counter = multiprocessing.Value("l", 0)
+    q.queue = queue.Queue()
+    q.process = _Process(True)
+    q.queue.put(("done",))
+    proofs, seconds = q.result()
+    assert proofs == [] and 0.0 <= seconds < 0.5
+
+
+class _SlowQueue:
+    """A queue whose ``get`` first times out (the worker is still busy)."""
+
+    def __init__(self, *items):
+        self.items = list(items)
+
+    def get(self, timeout):
+        item = self.items.pop(0)
+        if item is None:
+            raise queue.Empty
+        return item
+
+    def get_nowait(self):
+        if not self.items:
+            raise queue.Empty
+        return self.items.pop(0)
+
+
+def test_wait_keeps_waiting_while_the_worker_lives():
+    p, _ = _prover()
+    p.process = _Process(True)
+    p.queue = _SlowQueue(None, None, ("accuracy", {"rows": 5}, 2.0))
+    assert p.accuracy_result() == ({"rows": 5}, 2.0)
+
+
+def test_reports_made_while_handling_do_not_handle_more():
+    # a progress callback that polls (as collect's does) must not handle the
+    # next message inside the report of this one, in poll or in _wait
+    for how in ("poll", "wait"):
+        p, _ = _prover()
+        p.ids = ["a", "b"]
+        p.process = _Process(True)
+        depth, seen = [0], []
+
+        def report(*args, p=p, depth=depth, seen=seen):
+            depth[0] += 1
+            seen.append((args[1], depth[0]))
+            p.poll()
+            depth[0] -= 1
+
+        p.report = report
+        p.queue = _SlowQueue(("proof", 0, pickle.dumps(_proof("a"))),
+                             ("proof", 1, pickle.dumps(_proof("b"))),
+                             ("accuracy", {}, 1.0))
+        if how == "poll":
+            p.poll()
+        else:
+            p.runs_accuracy = True
+            p.accuracy_result()
+        assert seen[:2] == [(1, 1), (2, 1)], how
+        # and afterwards polling works again
+        p.queue = _SlowQueue(("done",))
+        p.poll()
+        assert p.worker_done is True, how
+
+
+def test_forwarding_stops_on_the_first_failure(monkeypatch):
+    monkeypatch.setattr(sp, "_WORKER_POLL_SECONDS", 0.01)
+    p, _ = _prover()
+    calls = []
+
+    def poll():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyError("lost")
+
+    p.poll = poll
+    p._forward()  # returns once poll failed
+    assert len(calls) == 2 and isinstance(p._failure, KeyError)
+    p, _ = _prover()
+    p.poll = poll
+    p._stop.set()
+    p._forward()  # stopped: never polls
+    assert len(calls) == 2 and p._failure is None
