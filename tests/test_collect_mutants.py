@@ -6,6 +6,7 @@ failure list says. The experiments themselves are tested in their own files.
 """
 
 import sys
+import time
 import types
 from types import SimpleNamespace
 
@@ -213,7 +214,7 @@ class _FakeProver:
 
     def result(self):
         self.report("proofs", 1, 1, "from the prover")
-        return _proofs(), 2.5
+        return _proofs(), 2.50049  # rounded to 2.5 (milliseconds) in the report
 
     def drift_result(self):
         self.report("drift", 1, 1, "from the second process")
@@ -253,6 +254,7 @@ def fakes(monkeypatch):
         return {f"{s}-fig": _Fig(f"{s}-fig") for s in ("bias-only", "train-all") if s in result}
 
     def render(fig, name, caption):
+        time.sleep(0.005)  # so that the figures' wall time adds up visibly
         calls["rendered"].append((name, caption, fig.name))
         return _Fig(name)
 
@@ -436,7 +438,8 @@ def test_drift_in_a_second_process(fakes):
         ("figures", 0, 2, "bias-only-fig"), ("figures", 1, 2, "accuracy"),
         ("figures", 3, 3, "")]
     assert data.timings_seconds["drift"] >= 3.0
-    assert data.timings_seconds["figures"] >= 0.5
+    # the second process's 0.5 s plus the two figures rendered here
+    assert data.timings_seconds["figures"] >= 0.51
 
 
 def test_drift_in_a_second_process_without_figures(fakes):
@@ -505,7 +508,7 @@ def test_proofs_in_this_process(fakes, tmp_path):
 
 def test_proofs_in_a_second_process_with_the_accuracy_on_a_first_run(fakes, monkeypatch):
     monkeypatch.setattr(bnproof.kernels, "kernels_cached", lambda: False)
-    data, seen = _run(quick=True, seed=6, stages=["proofs", "accuracy"])
+    data, seen = _run(quick=True, seed=6, stages=["proofs", "accuracy", "drift", "figures"])
     [prover] = _FakeProver.made
     assert prover.args["accuracy"] == {"offsets": [0.0, 1e3, 1e6], "shape": (256, 8),
                                        "std": 1.0, "seed": 6}
@@ -515,8 +518,21 @@ def test_proofs_in_a_second_process_with_the_accuracy_on_a_first_run(fakes, monk
     assert data.accuracy == {"rows": ["from the worker"]}
     assert data.settings["accuracy"]["separate_process"] is True
     assert fakes["accuracy"] == []
-    assert data.timings_seconds == {"accuracy": 4.0, "proofs": 2.5}
-    assert len(fakes["stored"]) == 1 and len(data.claims) == len(CLAIMS)
+    assert {k: data.timings_seconds[k] for k in ("accuracy", "proofs")} == {
+        "accuracy": 4.0, "proofs": 2.5}
+    from bnproof.symbolic import to_bytes
+
+    assert fakes["stored"] == [("proofs", _key(4), list(CLAIMS), to_bytes)]
+    assert [c.proof.claim_id for c in data.claims] == list(CLAIMS)
+    assert all(c.claim is CLAIMS[c.proof.claim_id] for c in data.claims)
+    # the drift figures here, then the accuracy figure once its results arrived
+    assert [f.name for f in data.figures] == ["bias-only-fig", "train-all-fig", "accuracy"]
+    assert fakes["rendered"][-1] == ("accuracy", "caption of accuracy (accuracy of "
+                                     "['from the worker'])", "accuracy of ['from the worker']")
+    assert [s for s in seen if s[0] == "figures"] == [
+        ("figures", 0, 3, "bias-only-fig"), ("figures", 1, 3, "train-all-fig"),
+        ("figures", 2, 3, "accuracy"), ("figures", 3, 3, "")]
+    assert data.timings_seconds["figures"] >= 0.015  # three figures, all counted
 
 
 def test_proofs_in_a_second_process_with_warm_kernels(fakes):

@@ -432,3 +432,96 @@ def test_forwarding_stops_on_the_first_failure(monkeypatch):
     p._stop.set()
     p._forward()  # stopped: never polls
     assert len(calls) == 2 and p._failure is None
+
+
+class _Context:
+    """Stands in for multiprocessing's "spawn" context: records the process it is asked for."""
+
+    def __init__(self):
+        self.processes = []
+
+    def Queue(self):  # noqa: N802 (multiprocessing's name)
+        return queue.Queue()
+
+    def Value(self, typecode, value):  # noqa: N802
+        return multiprocessing.Value(typecode, value)
+
+    def Process(self, **kw):  # noqa: N802
+        ctx = self
+
+        class Process:
+            def __init__(self):
+                self.kw, self.started = kw, False
+                ctx.processes.append(self)
+
+            def start(self):
+                self.started = True
+
+            def is_alive(self):
+                return False
+
+            def join(self):
+                pass
+
+        return Process()
+
+
+def _parallel(monkeypatch, **kw):
+    ctx = _Context()
+    asked = []
+    monkeypatch.setattr(multiprocessing, "get_context",
+                        lambda method: asked.append(method) or ctx)
+    p = sp._Prover(6, True, lambda *a: None, ("claims.py",), **kw)
+    p._stop_forwarding()
+    assert asked == ["spawn"]
+    [process] = ctx.processes
+    return p, process
+
+
+def test_a_parallel_prover_starts_one_worker(monkeypatch):
+    p, process = _parallel(monkeypatch, accuracy={"seed": 2})
+    assert process.started and process.kw["target"] is sp._prove_worker
+    assert process.kw["name"] == "bnproof-proofs" and process.kw["daemon"] is True
+    args = process.kw["args"]
+    assert args[:7] == (6, p.queue, ("claims.py",), {"seed": 2}, True, None, False)
+    assert args[7] is p.counter and args[8] == tuple(CLAIMS)
+    assert isinstance(p.queue, queue.Queue) and p.ids == list(CLAIMS)
+    assert p.counter.value == 0 and p.counter.get_obj()._type_ == "l"
+    assert p.runs_accuracy is True and p.runs_drift is False
+    thread = p._forwarder
+    assert thread.name == "bnproof-proof-progress" and thread.daemon is True
+    assert not thread.is_alive()  # stopped above: it ran _forward until told to stop
+
+
+def test_a_parallel_drift_worker(monkeypatch):
+    p, process = _parallel(monkeypatch, prove=False, drift={"seed": 1}, drift_figures=True)
+    assert process.kw["name"] == "bnproof-drift"
+    assert process.kw["args"] == (6, p.queue, ("claims.py",), None, False, {"seed": 1}, True,
+                                  None, ())
+    assert p.ids == [] and p.counter is None
+    assert p.runs_drift is True and p.runs_accuracy is False
+    p, process = _parallel(monkeypatch, prove=False, drift={"seed": 1})
+    assert process.kw["args"][6] is False  # no figures unless asked
+    p, _ = _parallel(monkeypatch)
+    assert p.runs_accuracy is False and p.runs_drift is False  # proofs only
+    p, _ = _parallel(monkeypatch, drift={"seed": 1})
+    assert p.runs_drift is False  # proving: the drift is not this worker's
+    q, _ = _prover(prove=False, drift={"seed": 1})
+    assert q.runs_drift is False and q.counter is None  # not parallel: no worker
+
+
+def test_the_forwarder_polls_while_this_process_is_busy(monkeypatch):
+    monkeypatch.setattr(sp, "_WORKER_POLL_SECONDS", 0.01)
+    import time
+
+    ctx = _Context()
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: ctx)
+    seen = []
+    p = sp._Prover(6, True, lambda *a: seen.append(a), prove=False, drift={"seed": 1})
+    p.queue.put(("drift-progress", 1, 3, "bias-only"))
+    for _ in range(200):
+        if seen:
+            break
+        time.sleep(0.01)
+    p._stop_forwarding()
+    assert seen == [("drift", 1, 3, "bias-only")]
