@@ -153,11 +153,13 @@ TARGETS = {
     ),
     "drift_run": Target(
         "bnproof/experiments/drift.py",
-        # the helpers stated literally, short real runs, then the experiment's
-        # own file (its runs take about ten seconds: not the precision and
-        # determinism tests, which repeat them)
+        # the helpers stated literally and short real runs, then the
+        # experiment's own tests that do not share its ten-second run
         ("tests/test_drift_mutants.py", "tests/test_drift.py"),
-        select="not precision_scenario and not same_seed_gives",
+        select="not (covers_every or drifts_linearly or checks_pass_and_can_fail "
+               "or leaves_b_where or control_fails_both or curves_and_sweep "
+               "or keeps_b_at_rounding or json_schema or precision_scenario "
+               "or same_seed_gives)",
         kernels=True,
     ),
     "drift_network": Target(

@@ -612,3 +612,21 @@ def test_stages_not_run_are_none(fakes):
     data, _ = _run(quick=True, stages=["audit"])
     assert data.crosscheck is None and data.accuracy is None and data.drift is None
     assert data.precise is None and data.claims == () and data.figures == ()
+
+
+def test_proofs_key_reads_every_python_source_of_the_symbolic_package(monkeypatch, tmp_path):
+    import bnproof.symbolic
+
+    package = tmp_path / "symbolic"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    nested = package / "sub" / "_rules.py"
+    nested.write_text("RULE = 1\n", encoding="utf-8")
+    notes = package / "notes.txt"
+    notes.write_text("a\n", encoding="utf-8")
+    monkeypatch.setattr(bnproof.symbolic, "__file__", str(package / "__init__.py"))
+    key = _collect.proofs_key(8)
+    notes.write_text("b\n", encoding="utf-8")
+    assert _collect.proofs_key(8) == key  # not a source
+    nested.write_text("RULE = 2\n", encoding="utf-8")
+    assert _collect.proofs_key(8) != key  # a source, in a subfolder
