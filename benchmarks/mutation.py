@@ -152,13 +152,31 @@ TARGETS = {
                        kernels=True),
     "collect": Target(
         "bnproof/report/_collect.py",
-        ("tests/test_report_collect.py", "tests/test_report_failures.py"),
+        # every stage replaced by a recording stand-in (seconds), and the
+        # failure list through the writers and the command
+        ("tests/test_collect_mutants.py", "tests/test_report_failures.py"),
+    ),
+    "drift_run": Target(
+        "bnproof/experiments/drift.py",
+        # the helpers stated literally and short real runs, then the
+        # experiment's own tests that do not share its ten-second run
+        ("tests/test_drift_mutants.py", "tests/test_drift.py"),
+        select="not (covers_every or drifts_linearly or checks_pass_and_can_fail "
+               "or leaves_b_where or control_fails_both or curves_and_sweep "
+               "or keeps_b_at_rounding or json_schema or precision_scenario "
+               "or same_seed_gives)",
+        kernels=True,
+    ),
+    "drift_network": Target(
+        "bnproof/experiments/_drift_network.py",
+        # a NumPy reference of the network and finite differences
+        ("tests/test_drift_network_mutants.py",),
         kernels=True,
     ),
     "processes": Target(
         "bnproof/report/_second_process.py",
-        ("tests/test_report_collect.py", "tests/test_report_failures.py"),
-        kernels=True,
+        # the worker's messages and their handling, without starting a process
+        ("tests/test_second_process_mutants.py",),
     ),
     "sumrules": Target(
         "bnproof/symbolic/_sumrules.py",

@@ -41,7 +41,9 @@ def test_tables_are_the_experiments_results_unchanged():
     assert data.seeds == {"cross-check": 2, "accuracy": 2}
     assert set(data.timings_seconds) == {"cross-check", "accuracy"}
     assert data.settings["quick"] is True
-    assert ("cross-check", 0, 1, "") in calls and ("cross-check", 1, 1, "") in calls
+    # the first report says "compiling kernels" when their cache is cold
+    assert [c[:3] for c in calls if c[0] == "cross-check"] == [("cross-check", 0, 1),
+                                                               ("cross-check", 1, 1)]
     assert ("accuracy", 1, 1, "") in calls
     assert {c[0] for c in calls} <= set(STAGES)
     assert {"bnproof", "sympy", "numpy", "numba", "python", "cpu", "date"} <= set(
