@@ -155,6 +155,40 @@ TARGETS = {
         ("tests/test_report_collect.py", "tests/test_report_failures.py"),
         kernels=True,
     ),
+    # the audit (bnproof.audit): its own fast unit tests first, then the
+    # adversarial models and the zoo (the export fallback is slow and left out)
+    "propagate": Target(
+        "bnproof/audit/_propagate.py",
+        ("tests/test_audit_propagate_mutants.py", "tests/test_audit_adversarial.py"),
+        select="not export",
+    ),
+    "audit_rules": Target(
+        "bnproof/audit/_rules.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_rules.py"),
+    ),
+    "confirm": Target(
+        "bnproof/audit/_confirm.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_adversarial.py"),
+        select="not export",
+    ),
+    "fix": Target(
+        "bnproof/audit/_fix.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_zoo.py"),
+        select="not export",
+    ),
+    "capture": Target(
+        "bnproof/audit/_capture.py",
+        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+    ),
+    "audit_main": Target(
+        "bnproof/audit/_audit.py",
+        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        select="not export",
+    ),
+    "records": Target(
+        "bnproof/audit/_records.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_cli.py"),
+    ),
 }
 
 @dataclass(frozen=True)
