@@ -91,6 +91,9 @@ def test_moved_is_the_largest_relative_change():
     assert _confirm._moved([t([1.0])], [t([float("nan")])]) == float("inf")
     assert _confirm._moved([t([1.0])], [t([float("inf")])]) == float("inf")
     assert _confirm._moved([torch.zeros(0), t([2.0])], [torch.zeros(0), t([3.0])]) == 0.5
+    assert _confirm._moved([t([0.5])], [t([0.75])]) == 0.5  # a scale below 1 still divides
+    with pytest.raises(ValueError):  # a model whose number of outputs changed
+        _confirm._moved([t([1.0])], [t([1.0]), t([2.0])])
 
 
 def test_activation_scales_are_one_plus_the_largest_output():
@@ -123,6 +126,16 @@ def test_dead_direction_is_constant_per_label_and_zero_where_forced():
     assert _confirm._dead_direction((0, 1, 2, 3), (2, 2), gen).shape == (2, 2)
 
 
+def test_dead_direction_draws_one_float64_value_per_label_from_the_generator():
+    gen = torch.Generator().manual_seed(3)
+    d = _confirm._dead_direction((1, 0, -1, 1), (4,), gen)
+    ref = torch.Generator().manual_seed(3)
+    values = torch.randn(2, generator=ref, dtype=torch.float64)  # labels 0 and 1
+    assert d.tolist() == [values[1].item(), values[0].item(), 0.0, values[1].item()]
+    # exactly two values were drawn: the generators are in step
+    assert torch.equal(torch.randn(3, generator=gen), torch.randn(3, generator=ref))
+
+
 def test_live_direction_has_zero_mean_per_label():
     gen = torch.Generator().manual_seed(0)
     r = torch.randn(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -138,6 +151,8 @@ def test_owner_and_norm_name():
     assert _confirm._owner("bias") == ""
     assert _confirm._norm_name(_finding("x", norm="blk.bn (BatchNorm2d), ln (LayerNorm)")) == (
         "blk.bn")
+    # a module name may hold a space (add_module only refuses dots)
+    assert _confirm._norm_name(_finding("x", norm="my bn (BatchNorm1d)")) == "my bn"
 
 
 class _TwoBiases(nn.Module):
@@ -206,6 +221,47 @@ def test_confirm_keeps_a_true_partial_finding_and_drops_one_whose_live_part_is_d
     assert len(problems) == 1 and "the live part did not move any output" in problems[0]
 
 
+def test_confirm_checks_the_live_part_at_exactly_the_tolerance(monkeypatch):
+    # a partial finding that moved the outputs by exactly DEAD_RTOL counts as
+    # not moved: its live part is checked (and here, behind batch norm, found dead)
+    torch.manual_seed(0)
+
+    class BnOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 4)
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.bn(self.lin(x))
+
+    monkeypatch.setattr(_confirm, "_group_moved",
+                        lambda work, inputs, base, group, perturb:
+                        {f.parameter: _confirm.DEAD_RTOL for f in group})
+    partial = _finding("lin.bias", redundant=1, blocks=(0, 0, 0, 0))
+    kept, problems = _confirm.confirm(BnOnly(), [torch.randn(5, 3)], [partial])
+    assert kept == [] and "the live part did not move any output" in problems[0]
+
+
+def test_confirm_moves_the_live_part_on_the_scale_of_the_activations():
+    # activations of size 1e7 in front of layer norm: a live move of size 1
+    # would look like rounding; one of the activations' size moves the output
+    torch.manual_seed(0)
+
+    class LnOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 4)
+            self.ln = nn.LayerNorm(4)
+
+        def forward(self, x):
+            return self.ln(self.lin(x))
+
+    partial = _finding("lin.bias", redundant=1, blocks=(0, 0, 0, 0), norm="ln (LayerNorm)")
+    kept, problems = _confirm.confirm(LnOnly(), [torch.randn(5, 3) * 1e7], [partial])
+    assert kept == [partial] and problems == []
+
+
 class _Scale(nn.Module):
     def __init__(self, bias):
         super().__init__()
@@ -264,6 +320,32 @@ def test_group_moved_isolates_the_live_finding():
     assert all(torch.equal(original[n], p) for n, p in model.named_parameters())
 
 
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.b = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self):
+        return torch.cat([torch.tensor([1e6], dtype=torch.float64), self.a + self.b])
+
+
+def test_group_moved_at_exactly_the_tolerance_counts_as_not_moved():
+    # a + b moves by 1 next to an entry 1e6: the relative change is 1 / 1e6,
+    # which rounds to the same double as DEAD_RTOL = 1e-6: not moved, no bisection
+    model = _Pair()
+    base = _confirm._forward(model, [])
+    calls = []
+
+    def shift(f, p):
+        calls.append(f.parameter)
+        p.add_(0.5)
+
+    moved = _confirm._group_moved(model, [], base, [_finding("a", shape=(1,)),
+                                                    _finding("b", shape=(1,))], shift)
+    assert moved == {"a": 1e-6, "b": 1e-6} and calls == ["a", "b"]
+
+
 def test_group_moved_one_pass_for_a_dead_group():
     torch.manual_seed(0)
     model = _Scale(bias=True).double().train()
@@ -279,11 +361,44 @@ def test_group_moved_one_pass_for_a_dead_group():
     assert calls == ["lin.bias"] and moved["lin.bias"] <= _confirm.DEAD_RTOL
 
 
-def test_forward_is_seeded_and_detached():
+def test_forward_is_seeded_with_0_and_detached():
     model = nn.Sequential(nn.Dropout(0.5))
     x = [torch.ones(50, requires_grad=True)]
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
     a, b = _confirm._forward(model, x), _confirm._forward(model, x)
     assert torch.equal(a[0], b[0]) and not a[0].requires_grad
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator untouched
+    torch.manual_seed(0)
+    assert torch.equal(a[0], model(x[0]))
+
+
+def test_confirm_is_deterministic_and_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3)
+
+    class Mixed(_TwoBiases):
+        def __init__(self):
+            super().__init__()
+            self.ln = nn.LayerNorm(4)
+
+        def forward(self, x):
+            return self.bn(self.dead(x)), self.live(x), self.ln(self.dead(x))
+
+    model = Mixed()
+    findings = [_finding("dead.bias", redundant=1, blocks=(0, 0, 0, 0)),
+                _finding("live.bias"),
+                _finding("live.weight", kind="scale-invariant", shape=(4, 3), dims=12,
+                         norm="bn (BatchNorm1d)", blocks=(0, 1, 2, 3))]
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        state = torch.random.get_rng_state()
+        runs.append(_confirm.confirm(model, [x], findings))
+        assert torch.equal(torch.random.get_rng_state(), state)
+    assert runs[0] == runs[1]
+    kept, problems = runs[0]
+    assert kept == [findings[0]] and len(problems) == 2
 
 
 # --- _fix -----------------------------------------------------------------------------

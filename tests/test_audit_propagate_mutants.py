@@ -156,6 +156,26 @@ def test_linear_across_a_varying_non_feature_axis_stops():
     assert out.stopped_at[0] == "l2 (Linear)"
 
 
+def test_a_linear_layer_makes_the_bias_an_unknown_per_feature_pattern():
+    # after l2 the constant is W b, not b: layer norm cancels only a shared
+    # constant, and W b is not one (nor b's shared part)
+    out = run(Net(lambda m, x: m.ln(m.l2(m.l1(x))), l1=nn.Linear(3, 4), l2=nn.Linear(4, 4),
+                  ln=nn.LayerNorm(4)), (2, 3), "l1")
+    assert out.stopped_at == ["ln (LayerNorm)"]
+    # a constant shared by every feature becomes a per-feature one
+    out = run(Net(lambda m, x: m.ln(m.l2(m.l1(x).mean(-1, keepdim=True))),
+                  l1=nn.Linear(3, 4), l2=nn.Linear(1, 4), ln=nn.LayerNorm(4)), (2, 3), "l1")
+    assert out.stopped_at == ["ln (LayerNorm)"]
+
+
+def test_a_conv_makes_a_shared_constant_per_channel():
+    # the mean over channels is one constant; conv2 weighs it per output channel
+    out = run(Net(lambda m, x: m.gn(m.c2(m.c1(x).mean(1, keepdim=True))),
+                  c1=nn.Conv2d(2, 3, 1), c2=nn.Conv2d(1, 4, 1), gn=nn.GroupNorm(1, 4)),
+              (2, 2, 3, 3), "c1")
+    assert out.stopped_at == ["gn (GroupNorm)"]
+
+
 @pytest.mark.parametrize("make", [nn.Identity, lambda: nn.Dropout(0.0),
                                   lambda: nn.Dropout2d(0.0)])
 def test_identity_and_dropout_without_dropping_pass(make):
@@ -663,6 +683,7 @@ def test_pool_claims():
     assert _pool_claim(nn.AvgPool2d(2)) == "passthrough-avgpool"
     assert _pool_claim(nn.AvgPool1d(3, padding=1)) is None  # counts the padded zeros
     assert _pool_claim(nn.AvgPool2d(3, padding=(0, 1))) is None
+    assert _pool_claim(nn.AvgPool2d(3, padding=(0, 0))) == "passthrough-avgpool"
     assert _pool_claim(nn.AvgPool2d(3, padding=1, count_include_pad=False)) == (
         "passthrough-avgpool")
     assert _pool_claim(nn.AvgPool2d(2, divisor_override=3)) is None
@@ -740,6 +761,9 @@ def test_merge_broadcasts_axes_and_keeps_direct_only_for_one_carrier():
     assert _merge([a, UNKNOWN], 2, [2, 2], NODE, {}, None) is UNKNOWN
     out = _merge([state({0, 1})], 2, [2], NODE, {}, None)
     assert out.vary == {0, 1} and out.direct is None
+    # the axes of every carrier count, not only the last one's
+    out = _merge([state({0, 1}), state({1})], 2, [2, 2], NODE, {}, None)
+    assert out.vary == {0, 1}
 
 
 def test_reshape_maps_axes_by_prefix_size_and_length():
@@ -889,3 +913,7 @@ def test_mutated_in_place_finds_values_read_twice():
     found = {n.name for n in _mutated_in_place(gm.graph, dict(gm.named_modules()))}
     iadd_nodes = [n for n in gm.graph.nodes if n.target is operator.iadd]
     assert found == ({"conv"} if iadd_nodes else set())
+
+
+def test_unknown_reads_as_its_name():
+    assert repr(UNKNOWN) == "UNKNOWN"
