@@ -262,6 +262,75 @@ def test_confirm_moves_the_live_part_on_the_scale_of_the_activations():
     assert kept == [partial] and problems == []
 
 
+def _stub_moved(monkeypatch, value):
+    monkeypatch.setattr(_confirm, "_group_moved",
+                        lambda work, inputs, base, group, perturb:
+                        dict.fromkeys((f.parameter for f in group), value))
+
+
+def test_confirm_keeps_findings_that_moved_exactly_the_tolerance(monkeypatch):
+    _stub_moved(monkeypatch, _confirm.DEAD_RTOL)
+    dead = _finding("dead.bias")
+    scale = _finding("live.weight", kind="scale-invariant", shape=(4, 3), dims=12)
+    kept, problems = _confirm.confirm(_TwoBiases(), [torch.randn(5, 3)], [dead, scale])
+    assert kept == [dead, scale] and problems == []
+
+
+def test_confirm_drops_a_partial_finding_whose_live_part_moved_exactly_live_rtol(monkeypatch):
+    _stub_moved(monkeypatch, 0.0)
+    monkeypatch.setattr(_confirm, "_moved", lambda a, b: _confirm.LIVE_RTOL)
+    partial = _finding("dead.bias", redundant=1, blocks=(0, 0, 0, 0))
+    kept, problems = _confirm.confirm(_TwoBiases(), [torch.randn(5, 3)], [partial])
+    assert kept == [] and problems == [
+        "dead.bias: the live part did not move any output (0.0001); the partial finding is "
+        "dropped"]
+
+
+def test_confirm_rescales_rows_by_factors_between_exp_minus_and_plus_0_7(monkeypatch):
+    # The weight is the output (input 1): rescaling row k by f_k moves output k
+    # from 1 to f_k. The factors are exp(U - 0.7), U uniform on [0, 1.4) in
+    # float64, one per row, drawn from a generator seeded with 1234.
+    class Weight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(1, 4, bias=False)
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    model = Weight()
+    with torch.no_grad():
+        model.lin.weight.fill_(1.0)
+    seen = {}
+    group_moved = _confirm._group_moved
+
+    def spy(*args):
+        seen.update(group_moved(*args))
+        return seen
+
+    monkeypatch.setattr(_confirm, "_group_moved", spy)
+    f = _finding("lin.weight", kind="scale-invariant", shape=(4, 1), dims=4,
+                 norm="bn (BatchNorm1d)", blocks=(0, 1, 2, 3))
+    kept, problems = _confirm.confirm(model, [torch.ones(1, 1)], [f])
+    u = torch.rand(4, generator=torch.Generator().manual_seed(1234), dtype=torch.float64)
+    expected = float((torch.exp(u * 1.4 - 0.7) - 1.0).abs().max())
+    assert seen == {"lin.weight": expected}
+    assert kept == [] and problems == [
+        f"lin.weight: rescaling it moved an output by {expected:.3g} (relative) at eps = 0; "
+        "dropped"]
+
+
+def test_confirm_names_a_dropped_dead_finding():
+    torch.manual_seed(0)
+    kept, problems = _confirm.confirm(_TwoBiases(), [torch.randn(5, 3)],
+                                      [_finding("live.bias")])
+    assert kept == []
+    assert problems[0].startswith("live.bias: the rules say dead, yet moving it along the "
+                                  "dead subspace moved an output by ")
+    assert problems[0].endswith(" (relative); dropped")
+
+
 class _Scale(nn.Module):
     def __init__(self, bias):
         super().__init__()
