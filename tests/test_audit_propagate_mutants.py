@@ -203,12 +203,18 @@ def test_flatten_module_mixing_channels_into_features_stops():
     assert out.stopped_at[0] == "flat (Flatten)"
 
 
-@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1),
-                                  nn.AdaptiveMaxPool2d(2), nn.Upsample(scale_factor=2)])
-def test_poolings_pass_a_per_channel_bias(pool):
+@pytest.mark.parametrize(("pool", "claim"), [
+    (nn.MaxPool2d(2), "passthrough-maxpool"),
+    (nn.AvgPool2d(2), "passthrough-avgpool"),
+    (nn.AdaptiveAvgPool2d(1), "passthrough-avgpool"),
+    (nn.AdaptiveMaxPool2d(2), "passthrough-maxpool"),
+    (nn.Upsample(scale_factor=2), "passthrough-upsample-nearest"),
+])
+def test_poolings_pass_a_per_channel_bias(pool, claim):
     out = run(Net(lambda m, x: m.bn(m.pool(m.conv(x))), conv=nn.Conv2d(2, 3, 1), pool=pool,
                   bn=nn.BatchNorm2d(3)), (2, 2, 4, 4), "conv")
     assert dead(out) and out.through == {"pool"}
+    assert out.claims == BN_CLAIMS | {claim}
 
 
 def test_pooling_along_a_varying_spatial_axis_stops():
