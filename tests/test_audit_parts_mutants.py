@@ -321,6 +321,36 @@ def test_confirm_rescales_rows_by_factors_between_exp_minus_and_plus_0_7(monkeyp
         "dropped"]
 
 
+def test_confirm_draws_the_factors_of_each_weight_in_turn():
+    # two weights, each the output (input 1): the second one's factors are the
+    # next 4 draws of the same generator (seeded 1234), after the first one's 4
+    class Weights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1 = nn.Linear(1, 4, bias=False)
+            self.l2 = nn.Linear(1, 4, bias=False)
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.l1(x), self.l2(x)
+
+    model = Weights()
+    with torch.no_grad():
+        model.l1.weight.fill_(1.0)
+        model.l2.weight.fill_(1.0)
+    findings = [_finding(name, kind="scale-invariant", shape=(4, 1), dims=4,
+                         blocks=(0, 1, 2, 3)) for name in ("l1.weight", "l2.weight")]
+    _, problems = _confirm.confirm(model, [torch.ones(1, 1)], findings)
+    gen = torch.Generator().manual_seed(1234)
+    moved = []
+    for _ in findings:
+        u = torch.rand(4, generator=gen, dtype=torch.float64)
+        moved.append(float((torch.exp(u * 1.4 - 0.7) - 1.0).abs().max()))
+    assert problems == [f"{name}: rescaling it moved an output by {m:.3g} (relative) at "
+                        "eps = 0; dropped" for name, m in zip(("l1.weight", "l2.weight"), moved,
+                                                               strict=True)]
+
+
 def test_confirm_names_a_dropped_dead_finding():
     torch.manual_seed(0)
     kept, problems = _confirm.confirm(_TwoBiases(), [torch.randn(5, 3)],
@@ -528,9 +558,10 @@ def test_fix_checks_its_arguments():
     model = _FixNet()
     with pytest.raises(TypeError, match="model must be a torch.nn.Module, got str"):
         _fix.fix("m", AuditReport((), 0))
-    with pytest.raises(TypeError, match="report must be an AuditReport from audit"):
+    with pytest.raises(TypeError, match=r"report must be an AuditReport from audit\(\), got dict"):
         _fix.fix(model, {"findings": []})
-    with pytest.raises(ValueError, match=r"nope\.bias with shape \(4,\) is not"):
+    with pytest.raises(ValueError, match=r"nope\.bias with shape \(4,\) is not a parameter of "
+                                         r"it; audit this model and pass that report"):
         _fix.fix(model, AuditReport((_finding("nope.bias"),), 0))
     with pytest.raises(ValueError, match=r"lin\.bias with shape \(5,\)"):
         _fix.fix(model, AuditReport((_finding("lin.bias", shape=(5,)),), 0))
@@ -612,6 +643,42 @@ def test_fix_projects_a_partial_finding():
                                    norm="ln (LayerNorm)"),), 0)
     fixed = _fix.fix(model, report)
     assert torch.equal(fixed.lin.bias, torch.tensor([-2.0, -1.0, 0.0, 3.0]))  # mean 3
+
+
+def test_norm_inputs_run_with_seed_0():
+    model = nn.Sequential(nn.Dropout(0.5), nn.Identity())
+    x = torch.ones(40)
+    seen = _fix._norm_inputs(model, [x], ["1"])
+    torch.manual_seed(0)
+    assert torch.equal(seen["1"], model[0](x))
+
+
+class _TwoNorms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, 1)
+        self.add_module("my bn", nn.BatchNorm1d(3))
+        self.bn2 = nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return getattr(self, "my bn")(y), self.bn2(y)
+
+
+def test_fix_shifts_the_running_mean_of_every_normalization_it_names():
+    torch.manual_seed(0)
+    model = _TwoNorms()
+    with torch.no_grad():
+        model.conv.bias.copy_(torch.tensor([1.0, -2.0, 3.0]))
+    report = AuditReport((_finding("conv.bias", shape=(3,), dims=3, redundant=3,
+                                   blocks=(0, 1, 2),
+                                   norm="my bn (BatchNorm1d), bn2 (BatchNorm1d)"),), 0)
+    with pytest.raises(ValueError, match=r"running means of my bn, bn2: call fix"):
+        _fix.fix(model, report)
+    fixed = _fix.fix(model, report, torch.randn(4, 2, 5))
+    shifted = torch.tensor([-1.0, 2.0, -3.0])  # minus the removed bias
+    assert torch.allclose(getattr(fixed, "my bn").running_mean, shifted, atol=1e-6)
+    assert torch.allclose(fixed.bn2.running_mean, shifted, atol=1e-6)
 
 
 def test_norm_inputs_records_the_inputs_and_removes_hooks():
