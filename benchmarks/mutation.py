@@ -246,6 +246,36 @@ TARGETS = {
         kernels=True,
         torch=True,
     ),
+    # the audit (bnproof.audit): its own fast unit tests first, then the
+    # adversarial models and the zoo (the export fallback is slow and left out)
+    "propagate": Target(
+        "bnproof/audit/_propagate.py",
+        ("tests/test_audit_propagate_mutants.py", "tests/test_audit_adversarial.py"),
+        select="not export",
+    ),
+    "confirm": Target(
+        "bnproof/audit/_confirm.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_adversarial.py"),
+        select="not export",
+    ),
+    "fix": Target(
+        "bnproof/audit/_fix.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_zoo.py"),
+        select="not export",
+    ),
+    "capture": Target(
+        "bnproof/audit/_capture.py",
+        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+    ),
+    "audit_main": Target(
+        "bnproof/audit/_audit.py",
+        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        select="not export",
+    ),
+    "records": Target(
+        "bnproof/audit/_records.py",
+        ("tests/test_audit_parts_mutants.py", "tests/test_audit_cli.py"),
+    ),
 }
 
 @dataclass(frozen=True)
@@ -314,6 +344,27 @@ PLANTED = (
     Planted("audit", "bnproof/audit/_propagate.py",
             "        if not (state.vary & axes):", "        if True:",
             "layer norm cancels a per-feature bias as a whole"),
+    # the audit's rule table (_rules.py is built at import, out of mutmut's reach):
+    # each cites the wrong claim or the wrong verdict
+    Planted("audit", "bnproof/audit/_rules.py",
+            '"batch": ("batch-bias-per-feature", "bias-cancels-train", "shift-invariance"),',
+            '"batch": ("batch-bias-per-feature", "bias-cancels-train"),',
+            "batch norm's cancellation cites one claim too few"),
+    Planted("audit", "bnproof/audit/_rules.py",
+            '"group": ("group-bias-per-feature",),',
+            '"group": ("group-bias-per-group",),',
+            "group norm's partial cancellation cites the positive claim as its negative"),
+    Planted("audit", "bnproof/audit/_rules.py",
+            '"conv": "passthrough-conv-no-padding",', '"conv": "passthrough-linear",',
+            "a convolution cites the linear layer's pass-through claim"),
+    Planted("audit", "bnproof/audit/_rules.py",
+            '    out.update(dict.fromkeys(STOPS.values(), "refuted"))',
+            '    out.update(dict.fromkeys(STOPS.values(), "proved"))',
+            "the stops are relied on as proved"),
+    Planted("audit", "bnproof/audit/_rules.py",
+            '    for ids in NEGATIVE.values():\n        out.update(dict.fromkeys(ids, "refuted"))',
+            '    for ids in NEGATIVE.values():\n        pass',
+            "the negative controls are not cited"),
     # the bridge's semantics (PyTorch's nn.BatchNorm*d)
     Planted("torch", "bnproof/torch/_modules.py",
             "            factor = 1.0 / float(self.num_batches_tracked + 1)",
@@ -369,7 +420,8 @@ PLANTED = (
 #: ``file::test`` names one test of a slow file).
 PLANTED_TESTS = {
     "drift": ("tests/test_drift.py",),
-    "audit": ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+    "audit": ("tests/test_audit_propagate_mutants.py", "tests/test_audit_parts_mutants.py",
+              "tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
     "torch": ("tests/test_kernels_torch.py", "tests/test_torch_training.py",
               "tests/test_torch_bridge.py::test_modules_state_dict_round_trip_with_pytorch",
               "tests/test_torch_bridge.py::test_batch_norm_matches_pytorch",

@@ -153,7 +153,23 @@ class _IntegerCast(nn.Module):
         return self.bn(self.lin(x).to(torch.int64).to(torch.float64))
 
 
+class _InPlaceThroughView(nn.Module):
+    """Sample 0 is doubled in place through a view: the shift is no longer the same per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        y = self.lin(x)
+        v = y[:1]
+        v.add_(v)
+        return self.bn(y)
+
+
 @pytest.mark.parametrize(("model_class", "shape"), [
+    (_InPlaceThroughView, (8, 3)),
     (_UnbatchedConv, (2, 3, 4, 5)),
     (_BiasIntoUnbatchedConv, (3, 4)),
     (_UnbatchedInstanceNorm, (4, 3)),
@@ -167,6 +183,26 @@ def test_rules_do_not_claim_live_parameters(model_class, shape):
     report = audit(model_class().double(), x)
     assert report.findings == ()
     assert report.inconsistencies == ()
+
+
+class _AugmentedAssignmentOnView(_InPlaceThroughView):
+    def forward(self, x):
+        y = self.lin(x)
+        v = y[:1]
+        v += v  # torch.fx records an out-of-place addition: the graph misses the change of y
+        return self.bn(y)
+
+
+def test_an_inplace_change_the_graph_does_not_show_is_dropped_by_the_confirmation():
+    # The traced graph computes v + v into a new value, so the rules see y
+    # unchanged and call lin.bias dead; the model itself doubles sample 0 of
+    # y, and the numeric confirmation (which runs the model) drops the finding.
+    torch.manual_seed(0)
+    report = audit(_AugmentedAssignmentOnView().double(),
+                   torch.randn(8, 3, dtype=torch.float64))
+    assert report.findings == ()
+    assert len(report.inconsistencies) == 1
+    assert report.inconsistencies[0].startswith("lin.bias: the rules say dead")
 
 
 def test_a_cast_between_floating_dtypes_still_passes_the_bias():

@@ -616,7 +616,10 @@ def _mutated_in_place(graph, modules) -> set:
 
     The graph shows such a value as one node, but its readers may see it
     before or after the change; no rule describes that, so it stops the
-    propagation.
+    propagation. A view shares its base's memory: changing ``y[:1]`` in
+    place changes ``y`` too, so the values a modified view was taken from
+    (through the operations that may return a view, :func:`_viewed`) count
+    as modified as well.
     """
     out = set()
     for node in graph.nodes:
@@ -631,9 +634,32 @@ def _mutated_in_place(graph, modules) -> set:
             inplace = bool(getattr(modules[node.target], "inplace", False))
         if inplace and node.args and isinstance(node.args[0], torch.fx.Node):
             target = node.args[0]
-            if len(target.users) > 1:
-                out.add(target)
+            while target is not None:
+                if len(target.users) > 1:
+                    out.add(target)
+                target = _viewed(target, modules)
     return out
+
+
+#: Operations whose result may share memory with their first argument (a
+#: view of it, or the argument itself when nothing needs to change).
+_VIEW_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "transpose", "permute",
+                 "contiguous", "float", "double", "to"}
+_VIEW_FUNCTIONS = {operator.getitem, torch.reshape, torch.flatten, torch.unsqueeze,
+                   torch.squeeze, torch.transpose, torch.permute}
+_VIEW_MODULES = (nn.Identity, nn.Flatten, *_DROPOUT)
+
+
+def _viewed(node, modules):
+    """Return the node whose memory ``node``'s value may share, or None."""
+    if not node.args or not isinstance(node.args[0], torch.fx.Node):
+        return None
+    if ((node.op == "call_method" and node.target in _VIEW_METHODS)
+            or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS)
+            or (node.op == "call_module"
+                and isinstance(modules.get(node.target), _VIEW_MODULES))):
+        return node.args[0]
+    return None
 
 
 _INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
