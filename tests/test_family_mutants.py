@@ -483,3 +483,74 @@ def test_a_registered_claim_proves_its_own_cell(monkeypatch):
 
 def test_delta_and_eps_keep_their_signs():
     assert delta.is_positive and eps.is_nonnegative and eps.is_positive is None
+
+
+def test_attempt_normalizes_the_plain_and_the_moved_activations(monkeypatch):
+    # the zero test compares y(scale a + shift) with y(a), a independent symbols, at the
+    # layout's own slices and the given eps
+    calls = []
+    real = fam._normalize
+
+    def spy(row, lay, a, eps_value, dat):
+        calls.append((lay, dict(a), eps_value))
+        return real(row, lay, a, eps_value, dat)
+
+    monkeypatch.setattr(fam, "_normalize", spy)
+    lay = Layout(N=1, C=4, P=1, D=1, G=2)
+    dat = fam.data(lay)
+    ok, _ = fam._attempt(ROWS["group"], COLUMNS["dataset-recentering"], dat, sympy.S.Zero)
+    assert not ok  # W s differs from channel to channel within a group
+    (lay1, plain, e1), (lay2, moved, e2) = calls
+    assert lay1 is lay and lay2 is lay and e1 == 0 and e2 == 0
+    acts = {i: Symbol(f"a_{{{i[0]},{i[1]},{i[2]}}}", real=True) for i in lay.activations()}
+    assert plain == acts
+    s1 = Symbol("s_{1}", real=True)
+    assert moved == {i: v + Symbol(f"W_{{{i[1]},1}}", real=True) * s1 for i, v in acts.items()}
+    calls.clear()
+    fam._attempt(ROWS["layer"], COLUMNS["case-rescaling"], fam.data(FEATURES), eps)
+    (_, plain, e1), (_, moved, e2) = calls
+    assert e1 == eps and e2 == eps
+    assert moved == {i: _pos(f"rho_{{{i[0]}}}") * v for i, v in plain.items()}
+
+
+def test_attempt_compares_weight_norm_outputs_per_channel(monkeypatch):
+    # weight normalization: outputs before and after, grouped by channel (i[1])
+    calls = []
+    real = fam._all_vanish
+
+    def spy(after, before, key):
+        calls.append((after, before, key))
+        return real(after, before, key)
+
+    monkeypatch.setattr(fam, "_all_vanish", spy)
+    lay = Layout(N=1, C=2, D=2)
+    dat = fam.data(lay)
+    ok, _ = fam._attempt(ROWS["weight"], COLUMNS["weight-matrix-rescaling"], dat, eps)
+    assert ok
+    [(after, before, key)] = calls
+    assert key((3, 2, 1)) == 2
+    W, x = dat.W, dat.x
+    plain = fam._outputs(ROWS["weight"], dat, W, x, None, eps)
+    assert before == plain
+    scaled = {k: delta * v for k, v in W.items()}
+    assert after == fam._outputs(ROWS["weight"], dat, scaled, x, None, eps)
+    calls.clear()
+    fam._attempt(ROWS["weight"], COLUMNS["bias-per-feature"], dat, eps)
+    [(after, before, key)] = calls
+    assert after[1, 2, 1] - before[1, 2, 1] == _r("b_{2}")
+    calls.clear()
+    fam._attempt(ROWS["group"], COLUMNS["bias-shared"], fam.data(CHANNELS), eps)
+    [(after, before, key)] = calls
+    assert key((2, 3, 1)) == (2, 2)
+
+
+def test_the_lift_check_adds_the_columns_bias():
+    # a column whose bias is declared as the shift: lifted exactly; a bias of 0 where the
+    # declared shift is b: not lifted
+    honest = COLUMNS["bias-shared"]
+    ok, _ = fam._attempt(ROWS["layer"], honest, fam.data(FEATURES), eps)
+    assert ok
+    zero_bias = fam.Column("z", "", lambda d: (d.W, d.x, dict.fromkeys(
+        d.layout.activations(), 0)), lambda d, i: (1, 0))
+    ok, detail = fam._attempt(ROWS["rms"], zero_bias, fam.data(FEATURES), eps)
+    assert ok, detail
