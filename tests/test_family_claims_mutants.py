@@ -376,3 +376,42 @@ def test_rms_and_layer_builders_differ():
     point = {sym: Rational(rng.randint(1, 9), rng.randint(1, 4)) for sym in syms}
     point[eps] = Rational(1, 2)
     assert abs(sympy.N((rms.expr - layer.expr).xreplace(point), DIGITS)) > TOLERANCE
+
+
+def _concrete_names(expr, braces):
+    """``W[1, 2]`` -> ``W_{1,2}``; one index: ``x_1`` (``x_{1}`` for the bases in braces)."""
+    def name(e):
+        idx = [str(int(i)) for i in e.indices]
+        if len(idx) == 1 and str(e.base) not in braces:
+            return Symbol(f"{e.base}_{idx[0]}", real=True)
+        return Symbol(f"{e.base}_{{{','.join(idx)}}}", real=True)
+
+    return expr.xreplace({e: name(e) for e in expr.atoms(sympy.Indexed)})
+
+
+#: Bases written with braces at concrete sizes (``_concrete``), per row; the others are
+#: the engine's batch items, ``gamma_1``.
+_BRACES = {"batch": (), "instance": (), "weight": (), "layer": ("x",), "rms": ("x",),
+           "group": ("W", "x", "gamma", "beta", "g")}
+
+
+@pytest.mark.parametrize("row", ["batch", "instance", "layer", "rms", "weight", "group"])
+def test_the_symbolic_builder_written_out_is_the_concrete_one(row):
+    # the symbolic-size items with N = K = 2, D = 2 (and P = 2 for group), sums written
+    # out, equal the concrete items at N = 2 at a random point: the witness too
+    from bnproof.symbolic import _family_symbolic as fs
+
+    build = wg.weight_grad_symbolic(row)
+    symbolic, concrete = build(SymbolicBatch(), {}), build(ConcreteBatch(2), {})
+    rng = random.Random(13)
+    for sym_item, conc_item in zip(symbolic, concrete, strict=True):
+        assert type(sym_item) is type(conc_item)
+        get = (lambda it: it.lhs) if isinstance(sym_item, Identity) else (lambda it: it.expr)
+        written = fs.instantiate(get(sym_item), {"N": 2, "D": 2, "P": 2}, keep_indexed=True)
+        written = _concrete_names(written, _BRACES[row])
+        want = get(conc_item)
+        assert written.free_symbols == want.free_symbols
+        point = {s: Rational(rng.randint(1, 9), rng.randint(1, 4))
+                 * (1 if s.is_nonnegative else rng.choice((-1, 1)))
+                 for s in want.free_symbols}
+        assert abs(sympy.N((written - want).xreplace(point), DIGITS)) < TOLERANCE

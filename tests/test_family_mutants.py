@@ -34,6 +34,9 @@ def _pos(name):
     return Symbol(name, positive=True)
 
 
+#: A proof's wall time is measured from its start: a few seconds here, never hours.
+MAX_SECONDS = 600
+
 FEATURES = Layout(N=2, C=3, D=2)
 CHANNELS = Layout(N=2, C=4, P=2, D=2, G=2)
 
@@ -267,15 +270,18 @@ def test_a_refuted_cell_gives_counterexamples_at_both_eps():
         "eq. 4); outputs y = gamma_c xhat + beta_c; summed inputs a[n, c, p] = sum_d "
         "W[c, d] x[n, d, p]")
     assert proof.steps[2].note == proof.reason
-    assert proof.steps[3].note.startswith("the cell claims invariance at every size")
-    assert proof.seconds > 0
+    assert proof.steps[3].note == ("the cell claims invariance at every size; one "
+                                   "counterexample at concrete sizes refutes it, so no "
+                                   "symbolic-size derivation is needed")
+    assert proof.symbolic_n is False
+    assert 0 < proof.seconds < MAX_SECONDS
 
 
 def test_a_cell_invariant_only_at_eps_zero():
     proof = fam.prove_cell("layer", "weight-matrix-rescaling")
     assert (proof.verdict, proof.condition, proof.symbolic_n) == ("proved", EPS_ZERO, True)
     assert proof.methods == ("rationals", "zero-test", "symbolic-sizes")
-    assert proof.reason == ""
+    assert proof.reason == "" and 0 < proof.seconds < MAX_SECONDS
     checks = {c.method: c for c in proof.checks}
     for lay in ("N=2, C=3, P=1, G=1, D=2", "N=3, C=2, P=1, G=1, D=2"):
         assert not checks[f"rationals-eps>0-{lay}"].passed
@@ -321,7 +327,12 @@ def test_weight_normalization_is_invariant_with_no_eps():
 def test_unproved_when_the_zero_test_does_not_reduce(monkeypatch):
     monkeypatch.setattr(fam, "_attempt", lambda row, col, dat, eps_value: (False, "nope"))
     proof = fam.prove_cell("layer", "bias-shared")
-    assert proof.verdict == "unproved" and not proof.symbolic_n
+    assert proof.verdict == "unproved" and proof.symbolic_n is False
+    assert proof.claim_id == "layer-bias-shared"
+    assert 0 < proof.seconds < MAX_SECONDS
+    assert [s.title for s in proof.steps] == [
+        "Normalization: layer normalization",
+        "Transformation: a -> a + b (one scalar for every feature)"]
     assert proof.methods == ("rationals", "zero-test") and proof.condition == ""
     assert proof.reason == ("SymPy did not reduce it: N=2, C=3, P=1, G=1, D=2: nope; "
                             "N=3, C=2, P=1, G=1, D=2: nope")
@@ -341,6 +352,20 @@ def test_one_failing_layout_is_enough_to_leave_a_cell_unproved(monkeypatch):
     proof = fam.prove_cell("layer", "bias-shared")
     assert proof.verdict == "unproved"
     assert proof.reason == "SymPy did not reduce it: N=3, C=2, P=1, G=1, D=2: nope"
+
+
+def test_a_failing_first_layout_is_not_forgotten(monkeypatch):
+    real = fam._attempt
+
+    def first_fails(row, col, dat, eps_value):
+        if dat.layout.N == 2:
+            return False, "nope"
+        return real(row, col, dat, eps_value)
+
+    monkeypatch.setattr(fam, "_attempt", first_fails)
+    proof = fam.prove_cell("layer", "bias-shared")
+    assert proof.verdict == "unproved"
+    assert proof.reason == "SymPy did not reduce it: N=2, C=3, P=1, G=1, D=2: nope"
 
 
 def test_a_cell_proved_at_concrete_sizes_only(monkeypatch):
