@@ -319,3 +319,13 @@ def test_weight_compares_the_moved_and_plain_outputs():
     assert got == [("symbolic-output", "Output unchanged for symbolic D",
                     fs.weight_output(fs.ACTIONS["bias-shared"]), fs.weight_output(None),
                     "||delta v_c|| = delta ||v_c|| for delta > 0")]
+
+
+def test_a_reason_exactly_as_long_as_the_limit_is_not_cut(monkeypatch):
+    # "b[c'] = b[c]" has 12 characters: shown whole at a limit of 12, cut at 11
+    monkeypatch.setattr(fs, "_REASON_CHARS", 12)
+    cell = fs.prove_symbolic("layer", "bias-per-feature", eps)
+    assert cell.reason.endswith(": b[c'] = b[c] did not reduce to 0")
+    monkeypatch.setattr(fs, "_REASON_CHARS", 11)
+    cell = fs.prove_symbolic("layer", "bias-per-feature", eps)
+    assert cell.reason.endswith(": b[c'] = b[c ... did not reduce to 0")
