@@ -112,6 +112,33 @@ def test_the_layer_witness_is_the_kept_bias_normalized():
     assert sympy.simplify(witness.expr - expected) == 0
 
 
+def test_bias_part_normalizes_a_plus_b_and_a_plus_the_kept_part(monkeypatch):
+    # y(a + b), y(a + b - P b), y(b), y(b - P b) at a = 0, with P the mean over the
+    # features (layer norm): the kept part is b_c - (b_1 + b_2 + b_3) / 3 at C = 3
+    calls = []
+    real = fc._normalize
+
+    def spy(row, lay, a, eps_value, dat):
+        calls.append((lay, dict(a), eps_value))
+        return real(row, lay, a, eps_value, dat)
+
+    monkeypatch.setattr(fc, "_normalize", spy)
+    fc._bias_part("layer")(None, {})
+    assert len(calls) == 8  # four per layout
+    lay = Layout(N=2, C=3, D=2)
+    b = [Symbol(f"b_{{{c}}}", real=True) for c in (1, 2, 3)]
+    kept = [v - sum(b) / 3 for v in b]
+    acts = {(n, c, 1): Symbol(f"a_{{{n},{c},1}}", real=True) for n in (1, 2) for c in (1, 2, 3)}
+    wanted = [{i: v + b[i[1] - 1] for i, v in acts.items()},
+              {i: v + kept[i[1] - 1] for i, v in acts.items()},
+              {i: b[i[1] - 1] for i in acts},
+              {i: kept[i[1] - 1] for i in acts}]
+    for (got_lay, got, got_eps), want in zip(calls[:4], wanted, strict=True):
+        assert got_lay == lay and got_eps == eps
+        assert got.keys() == want.keys()
+        assert all(sympy.expand(got[i] - want[i]) == 0 for i in want)
+
+
 def test_a_bias_part_identity_that_is_false_does_not_hold():
     # the checker of this file can say no: layer norm does not cancel b_c as a whole
     items = fc._bias_part("rms")(None, {})
@@ -210,6 +237,9 @@ def test_register_claims_ids_and_texts(monkeypatch):
         "Under weight normalization, weights W feeding it satisfy <W, grad_W L> = 0 for any "
         "loss, and so does every weight vector W_c on its own.")
     assert weight.assumptions == ("every v_c != 0", "sizes: N=2, C=2, P=1, G=1, D=2")
+    assert claims["instance-weight-grad-orthogonal"].statement.endswith(
+        "for any loss (eps = 0), and so does every weight vector W_c on its own.")
+    assert claims["rms-weight-grad-orthogonal"].assumptions[0] == "eps = 0"
     assert claims["layer-weight-grad-orthogonal"].statement.endswith(
         "for any loss (eps = 0); a single weight vector's product is not 0 (witness).")
 

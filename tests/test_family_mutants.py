@@ -280,6 +280,7 @@ def test_a_refuted_cell_gives_counterexamples_at_both_eps():
 def test_a_cell_invariant_only_at_eps_zero():
     proof = fam.prove_cell("layer", "weight-matrix-rescaling")
     assert (proof.verdict, proof.condition, proof.symbolic_n) == ("proved", EPS_ZERO, True)
+    assert proof.claim_id == "layer-weight-matrix-rescaling"
     assert proof.methods == ("rationals", "zero-test", "symbolic-sizes")
     assert proof.reason == "" and 0 < proof.seconds < MAX_SECONDS
     checks = {c.method: c for c in proof.checks}
