@@ -445,3 +445,17 @@ def test_the_symbolic_builder_written_out_is_the_concrete_one(row):
                  * (1 if s.is_nonnegative else rng.choice((-1, 1)))
                  for s in want.free_symbols}
         assert abs(sympy.N((written - want).xreplace(point), DIGITS)) < TOLERANCE
+
+
+@pytest.mark.parametrize(("row", "bases"), [
+    ("batch", {"U", "w", "g"}), ("instance", {"x", "w", "g"}),
+    ("layer", {"W", "x", "g", "gamma"}), ("rms", {"W", "x", "g", "gamma"}),
+    ("weight", {"v", "x", "G"}), ("group", {"W", "x", "g", "gamma"})])
+def test_the_symbolic_products_are_of_real_data(row, bases):
+    # weights, inputs, gains and the loss gradient are real numbers (beta drops out of
+    # the derivative); a value not known real would change what the zero test may do
+    identity, witness = wg.weight_grad_symbolic(row)(SymbolicBatch(), {})
+    for expr in (identity.lhs, witness.expr):
+        indexed = expr.atoms(sympy.Indexed)
+        assert {str(e.base) for e in indexed} == bases
+        assert all(e.is_real for e in indexed), row
