@@ -459,3 +459,25 @@ def test_the_symbolic_products_are_of_real_data(row, bases):
         indexed = expr.atoms(sympy.Indexed)
         assert {str(e.base) for e in indexed} == bases
         assert all(e.is_real for e in indexed), row
+
+
+def test_the_weight_norm_product_per_channel_is_written_by_hand():
+    # weight normalization at N = 2, C = 2, D = 2: y[n, c] = gamma_c W_c . x_n / ||W_c||,
+    # <W_c, grad_{W_c} L> with dL/dy = g; channel 2's product, at a random point
+    def r(name, *idx):
+        return Symbol(f"{name}_{{{','.join(map(str, idx))}}}", real=True)
+
+    W = {(c, d): r("W", c, d) for c in (1, 2) for d in (1, 2)}
+    y = {(n, c): r("gamma", c) * (W[c, 1] * r("x", n, 1, 1) + W[c, 2] * r("x", n, 2, 1))
+         / sqrt(W[c, 1] ** 2 + W[c, 2] ** 2) for n in (1, 2) for c in (1, 2)}
+    loss = sum(r("g", n, c, 1) * v for (n, c), v in y.items())
+    want = sum(W[2, d] * sympy.diff(loss, W[2, d]) for d in (1, 2))
+    items = fc._weight_grad("weight")(None, {})
+    got = items[2].lhs
+    assert got.free_symbols == want.free_symbols
+    rng = random.Random(17)
+    point = {s: Rational(rng.randint(1, 9), rng.randint(1, 4)) * rng.choice((-1, 1))
+             for s in want.free_symbols}
+    assert abs(sympy.N((got - want).xreplace(point), DIGITS)) < TOLERANCE
+    # and channel 2's gain is gamma_2, not gamma_1
+    assert r("gamma", 2) in got.free_symbols and r("gamma", 1) not in got.free_symbols

@@ -319,6 +319,14 @@ def test_a_cell_invariant_for_every_eps():
     assert not any("eps > 0" in t for t in titles)
 
 
+def test_a_group_cell_normalizes_per_sample_and_group():
+    # b_g is constant over a group's channels and positions: cancelled for every eps;
+    # a per-channel bias is not (two channels per group in the first layout)
+    proof = fam.prove_cell("group", "bias-per-group")
+    assert (proof.verdict, proof.condition, proof.symbolic_n) == ("proved", ANY_EPS, True)
+    assert fam.prove_cell("group", "bias-per-feature").verdict == "refuted"
+
+
 def test_weight_normalization_is_invariant_with_no_eps():
     proof = fam.prove_cell("weight", "weight-vector-rescaling")
     assert (proof.verdict, proof.condition, proof.symbolic_n) == ("proved", WEIGHT_ALWAYS, True)
