@@ -101,6 +101,12 @@ class Target:
     torch: bool = False
 
 
+#: The family's tests that do not use the session fixtures proving every cell or claim.
+_FAMILY_FAST = ("not expected_verdict and not relies_on and not scale_invariance_fails "
+                "and not json_shape and not cli_ and not every_invariant_cell "
+                "and not refuted_cells_stay and not family_claim_has and not renorm_halves "
+                "and not weight_grad_symbolic_claims_hold")
+
 TARGETS = {
     "zero": Target(
         "bnproof/symbolic/_zero.py",
@@ -275,6 +281,29 @@ TARGETS = {
     "records": Target(
         "bnproof/audit/_records.py",
         ("tests/test_audit_parts_mutants.py", "tests/test_audit_cli.py"),
+    ),
+    # the normalization family: literal tests of the builders, and the proofs' negative
+    # controls; not the tests that prove the whole table or every family claim (a
+    # session fixture of 10 s that mutmut would rerun for each mutant)
+    "family": Target(
+        "bnproof/symbolic/_family.py",
+        ("tests/test_family_mutants.py", "tests/test_family.py", "tests/test_family_symbolic.py"),
+        select=_FAMILY_FAST,
+    ),
+    "family_symbolic": Target(
+        "bnproof/symbolic/_family_symbolic.py",
+        ("tests/test_family_symbolic_mutants.py", "tests/test_family_symbolic.py"),
+        select=_FAMILY_FAST,
+    ),
+    "family_claims": Target(
+        "bnproof/symbolic/_family_claims.py",
+        ("tests/test_family_claims_mutants.py", "tests/test_family_claims.py"),
+        select=_FAMILY_FAST,
+    ),
+    "family_weight_grad": Target(
+        "bnproof/symbolic/_family_weight_grad.py",
+        ("tests/test_family_claims_mutants.py", "tests/test_family_claims.py"),
+        select=_FAMILY_FAST,
     ),
 }
 
