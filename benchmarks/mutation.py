@@ -227,6 +227,7 @@ TARGETS = {
         ("tests/test_runner_mutants.py",),
         # simulated workers only: the two tests that spawn real ones take seconds each
         select="not worker_processes and not fails_in_the_workers",
+    ),
     # the PyTorch bridge: not the compile, inductor and opcheck tests (slow, and
     # torch.compile in a forked child is not worth its seconds per mutant)
     "ops": Target(
@@ -258,29 +259,35 @@ TARGETS = {
         "bnproof/audit/_propagate.py",
         ("tests/test_audit_propagate_mutants.py", "tests/test_audit_adversarial.py"),
         select="not export",
+        torch=True,
     ),
     "confirm": Target(
         "bnproof/audit/_confirm.py",
         ("tests/test_audit_parts_mutants.py", "tests/test_audit_adversarial.py"),
         select="not export",
+        torch=True,
     ),
     "fix": Target(
         "bnproof/audit/_fix.py",
         ("tests/test_audit_parts_mutants.py", "tests/test_audit_zoo.py"),
         select="not export",
+        torch=True,
     ),
     "capture": Target(
         "bnproof/audit/_capture.py",
         ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        torch=True,
     ),
     "audit_main": Target(
         "bnproof/audit/_audit.py",
         ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
         select="not export",
+        torch=True,
     ),
     "records": Target(
         "bnproof/audit/_records.py",
         ("tests/test_audit_parts_mutants.py", "tests/test_audit_cli.py"),
+        torch=True,
     ),
     # the normalization family: literal tests of the builders, and the proofs' negative
     # controls; not the tests that prove the whole table or every family claim (a
