@@ -121,14 +121,15 @@ TARGETS = {
     "batch_norm": Target(
         "bnproof/kernels/_batch_norm.py",
         ("tests/test_kernels.py", "tests/test_kernels_runtime.py",
-         "tests/test_batch_norm_guards.py"),
+         "tests/test_batch_norm_guards.py", "tests/test_batch_norm_mutants.py"),
         strict=True,
         # not the tests that start processes, threads or compile caches
         # the wrappers' tests: validation, buffers, layouts, glue (not the
         # threading, cache and compile tests, which start processes)
         select="reject or bad or running or momentum or cumulative or inference or guards "
                "or buffers or one_value or affine or layout or contiguous or modified "
-               "or allocated or subclasses or matches_reference or constant or nan",
+               "or allocated or subclasses or matches_reference or constant or nan "
+               "or batch_norm_mutants",
         kernels=True,
     ),
     "moments": Target(
