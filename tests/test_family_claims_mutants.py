@@ -481,3 +481,69 @@ def test_the_weight_norm_product_per_channel_is_written_by_hand():
     assert abs(sympy.N((got - want).xreplace(point), DIGITS)) < TOLERANCE
     # and channel 2's gain is gamma_2, not gamma_1
     assert r("gamma", 2) in got.free_symbols and r("gamma", 1) not in got.free_symbols
+
+
+# ---- the layer, RMS and group builders against products written by hand ---------- #
+
+
+def _braced(name, *idx):
+    return Symbol(f"{name}_{{{','.join(map(str, idx))}}}", real=True)
+
+
+def _agree(got, want, seed):
+    """``got`` equals ``want`` at a random point where ``want`` is not 0."""
+    assert got.free_symbols <= want.free_symbols | {eps}
+    rng = random.Random(seed)
+    point = {s: Rational(rng.randint(1, 9), rng.randint(1, 4))
+             * (1 if s.is_nonnegative else rng.choice((-1, 1)))
+             for s in got.free_symbols | want.free_symbols}
+    assert abs(sympy.N((got - want).xreplace(point), DIGITS)) < TOLERANCE
+    return abs(sympy.N(want.xreplace(point), DIGITS)) > TOLERANCE
+
+
+@pytest.mark.parametrize("row", ["layer", "rms"])
+def test_the_whole_matrix_builders_are_written_by_hand(row):
+    # one sample's C = 2 features, D = 2: a_c = W_{c,1} x_{1} + W_{c,2} x_{2};
+    # layer: y_c = gamma_c (a_c - mu) / sqrt(var + floor) + beta_c, mean and biased
+    # variance over c; RMS: y_c = gamma_c a_c / sqrt(mean_c(a_c**2) + floor) + beta_c.
+    # The product sum_{c, d} W[c, d] dL/dW[c, d] with dL/dy_c = g_c: 0 at floor 0,
+    # not 0 at floor eps (the witness)
+    W = [_braced("W", c, d) for c in (1, 2) for d in (1, 2)]
+    a = {c: _braced("W", c, 1) * _braced("x", 1) + _braced("W", c, 2) * _braced("x", 2)
+         for c in (1, 2)}
+    gamma, beta, g = ({c: Symbol(f"{name}_{c}", real=True) for c in (1, 2)}
+                      for name in ("gamma", "beta", "g"))
+
+    def product(floor):
+        mu = (a[1] + a[2]) / 2 if row == "layer" else 0
+        sd = sqrt(((a[1] - mu) ** 2 + (a[2] - mu) ** 2) / 2 + floor)
+        loss = sum(g[c] * (gamma[c] * (a[c] - mu) / sd + beta[c]) for c in (1, 2))
+        return sum(w * sympy.diff(loss, w) for w in W)
+
+    identity, witness = wg.weight_grad_symbolic(row)(ConcreteBatch(2), {})
+    _agree(identity.lhs, product(0), 19)
+    assert _agree(witness.expr, product(eps), 19)
+
+
+def test_the_group_witness_floors_the_variance():
+    # K = 2 channels, P = 2 positions, D = 2, as in the group test above, at floor eps:
+    # y = gamma_q (a - mu) / sqrt(var + eps) + beta_q; the product over the group's rows
+    a = {(q, p): _braced("W", q, 1) * _braced("x", 1, p) + _braced("W", q, 2) * _braced("x", 2, p)
+         for q in (1, 2) for p in (1, 2)}
+    mu = sum(a.values()) / 4
+    sd = sqrt(sum((v - mu) ** 2 for v in a.values()) / 4 + eps)
+    loss = sum(_braced("g", q, p) * (_braced("gamma", q) * (a[q, p] - mu) / sd
+                                     + _braced("beta", q)) for q, p in a)
+    weights = [_braced("W", q, k) for q in (1, 2) for k in (1, 2)]
+    want = sum(w * sympy.diff(loss, w) for w in weights)
+    _, witness = wg.weight_grad_symbolic("group")(ConcreteBatch(2), {})
+    assert _agree(witness.expr, want, 23)
+
+
+def test_the_symbolic_group_sums_run_over_integer_indices():
+    # a[q, p] = sum_d W[q, d] x[d, p]; the mean over (q, p), the variance over (r, s), the
+    # loss over (h, t) and the product over rows f and inputs e: integer indices only
+    identity, witness = wg.weight_grad_symbolic("group")(SymbolicBatch(), {})
+    for expr in (identity.lhs, witness.expr):
+        bound = {lim[0] for total in expr.atoms(sympy.Sum) for lim in total.limits}
+        assert bound == {Symbol(name, integer=True) for name in "qprshtdef"}

@@ -8,7 +8,7 @@ module's own named symbols; fast, for mutation testing.
 
 import pytest
 import sympy
-from sympy import Sum, Symbol, sqrt
+from sympy import IndexedBase, Sum, Symbol, sqrt
 
 from bnproof.symbolic import _family_symbolic as fs
 from bnproof.symbolic._family import Layout, delta, eps
@@ -329,3 +329,99 @@ def test_a_reason_exactly_as_long_as_the_limit_is_not_cut(monkeypatch):
     monkeypatch.setattr(fs, "_REASON_CHARS", 11)
     cell = fs.prove_symbolic("layer", "bias-per-feature", eps)
     assert cell.reason.endswith(": b[c'] = b[c ... did not reduce to 0")
+
+
+# ---- actions that depend on the sample and position, and refusals in full ---- #
+
+sigma = IndexedBase("sigma", positive=True)
+u = IndexedBase("u", real=True)
+p2 = Symbol("p'", integer=True)
+
+
+def _by_position():
+    """``x' = sigma_p x`` plus a bias ``u[n, p]``: scale ``sigma[p]``, shift ``u[n, p]``.
+
+    No column of the table; an action the builders must read at the sample and
+    position they are given.
+    """
+    return fs.Action(lambda cc, d: W[cc, d], lambda nn, d, pp: sigma[pp] * x[nn, d, pp],
+                     lambda nn, ch, pp: u[nn, pp], lambda nn, ch, pp: sigma[pp],
+                     lambda nn, ch, pp: u[nn, pp])
+
+
+def test_the_statistics_row_reads_the_action_at_the_sample_and_position():
+    got = {}
+
+    def identity(method, title, left, right, note=""):
+        got[method] = (left, right)
+
+    fs._statistics_row(fs.SHAPES["instance"], _by_position(), eps, identity, [])
+    plain = Sum(W[CHAN.c, e] * x[n, e, p], (e, 1, D))
+    moved = Sum(W[CHAN.c, e] * sigma[p] * x[n, e, p], (e, 1, D))
+    assert got["symbolic-action"] == (moved + u[n, p], sigma[p] * plain + u[n, p])
+    # instance statistics run over p: the renamed scale and shift are sigma[p'], u[n, p']
+    assert got["symbolic-constant-scale"] == (sigma[p2], sigma[p])
+    assert got["symbolic-constant-shift"] == (u[n, p2], u[n, p])
+    # the mean of a' over positions r: sum_r (sigma[r] a[n, c, r] + u[n, r]) / P
+    assert got["symbolic-mean"][0] == Sum(sigma[r] * a[n, CHAN.c, r] + u[n, r], (r, 1, P)) / P
+
+
+def test_weight_output_reads_the_bias_at_the_sample_and_position_one():
+    act = fs.Action(lambda cc, d: W[cc, d], lambda nn, d, pp: x[nn, d, pp],
+                    lambda nn, ch, pp: u[nn, pp, ch.c], lambda *_: 1, lambda *_: 0)
+    plain = gamma[c] * Sum(W[c, e] * x[n, e, 1], (e, 1, D)) / sqrt(Sum(W[c, e] ** 2, (e, 1, D)))
+    # features setting: one position, p = 1
+    assert fs.weight_output(act) == plain + u[n, 1, c]
+
+
+def test_a_failed_lemma_is_recorded_and_named(monkeypatch):
+    wrong = sympy.Eq(Symbol("u"), 2 * Symbol("u"), evaluate=False)
+    monkeypatch.setattr(fs, "lemma", lambda name: (wrong, False))
+    cell = fs.prove_symbolic("layer", "bias-shared", eps)
+    assert cell == fs.SymbolicCell(False, (), (
+        fs.Check("symbolic-lemma-mean", False, "did not reduce to 0"),),
+        "the lemma u = 2*u did not reduce to 0")
+    assert cell.proved is False
+
+
+def test_a_refused_cell_keeps_the_steps_it_proved():
+    # layer statistics run over c: the per-feature bias b[c] is not constant there
+    cell = fs.prove_symbolic("layer", "bias-per-feature", eps)
+    assert cell.proved is False
+    assert [st.title for st in cell.steps] == [
+        "Lemma over k = 1..M (symbolic M)", "Lemma over k = 1..M (symbolic M)",
+        "Action on the summed inputs a = W x (symbolic D)",
+        "The scale is the same at every index the statistics run over"]
+    assert [st.note for st in cell.steps] == ["s, t real", "s, t real", "",
+                                              "renamed c -> c': unchanged"]
+
+
+def test_identities_without_a_note_get_an_empty_note():
+    cell = fs.prove_symbolic("group", "bias-per-group", eps)
+    assert [st.note for st in cell.steps] == [
+        "sums over symbolic ranges reduced by the finite-sum rules", "s, t real", "s, t real",
+        "", "renamed q -> q', p -> p': unchanged", "renamed q -> q', p -> p': unchanged", "", "",
+        "for every eps >= 0"]
+
+
+def test_a_refused_identity_is_shown_unevaluated(monkeypatch):
+    # a bias of 1 claimed as no shift: a' = a + 1 against a. Evaluated, SymPy's Eq of
+    # two sides differing by the number 1 would print as "False"; the reason shows both.
+    broken = fs.Action(lambda cc, d: W[cc, d], lambda nn, d, pp: x[nn, d, pp],
+                       lambda *_: sympy.S.One, lambda *_: sympy.S.One, lambda *_: sympy.S.Zero)
+    monkeypatch.setitem(fs.ACTIONS, "bias-shared", broken)
+    cell = fs.prove_symbolic("layer", "bias-shared", eps)
+    assert cell.reason == ("Action on the summed inputs a = W x (symbolic D): "
+                           "Sum(W[c, e]*x[n, e, 1], (e, 1, D)) + 1 = "
+                           "Sum(W[c, e]*x[n, e, 1], (e, 1, D)) did not reduce to 0")
+
+
+def test_a_transformation_that_differs_names_every_entry(monkeypatch):
+    # delta W in place of W and no bias in place of b, at N = 1, C = 2, D = 1:
+    # both weights W[1, 1], W[2, 1] and both biases (n = 1, c = 1, 2, p = 1) differ
+    monkeypatch.setitem(fs.ACTIONS, "bias-shared", fs.ACTIONS["weight-matrix-rescaling"])
+    with pytest.raises(fs._Refused) as info:
+        fs._cross_check("layer", "bias-shared", Layout(N=1, C=2, D=1), [])
+    assert str(info.value) == ("the symbolic transformation differs from the concrete one at "
+                               "N=1, C=2, P=1, G=1, D=1: W'[1, 1], W'[2, 1], bias[1, 1, 1], "
+                               "bias[1, 2, 1]")
