@@ -281,7 +281,7 @@ TARGETS = {
     ),
     "audit_main": Target(
         "bnproof/audit/_audit.py",
-        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        ("tests/test_audit_main_mutants.py", "tests/test_audit_adversarial.py"),
         select="not export",
         torch=True,
     ),
