@@ -403,3 +403,24 @@ def test_a_module_call_whose_value_is_not_a_tensor_is_left_alone():
     report = _audit(_TupleForward(), 6, 3)
     assert report.findings == ()
     assert report.inconsistencies == ()
+
+
+class _Leaks(nn.Module):
+    """Biases that meet a BatchNorm on one path and escape it on another."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = nn.Linear(3, 4)  # also reaches an output as it is
+        self.out_bn = nn.BatchNorm1d(4)
+        self.relu = nn.Linear(3, 4)  # also goes through a ReLU (no rule) to an output
+        self.relu_bn = nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        a, b = self.out(x), self.relu(x)
+        return self.out_bn(a), a, self.relu_bn(b), torch.relu(b)
+
+
+def test_a_bias_that_also_escapes_the_norm_is_live():
+    report = _audit(_Leaks(), 6, 3)
+    assert report.findings == ()
+    assert report.inconsistencies == ()
