@@ -276,12 +276,12 @@ TARGETS = {
     ),
     "capture": Target(
         "bnproof/audit/_capture.py",
-        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        ("tests/test_audit_capture_mutants.py", "tests/test_audit_adversarial.py"),
         torch=True,
     ),
     "audit_main": Target(
         "bnproof/audit/_audit.py",
-        ("tests/test_audit_adversarial.py", "tests/test_audit_zoo.py"),
+        ("tests/test_audit_main_mutants.py", "tests/test_audit_adversarial.py"),
         select="not export",
         torch=True,
     ),
