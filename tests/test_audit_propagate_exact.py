@@ -377,3 +377,34 @@ def test_has_hooks_reads_every_hook_table():
                                          **{table: {0: True}}))
         assert not has_hooks(SimpleNamespace(_forward_hooks={}, _forward_pre_hooks={},
                                              **{table: {}}))
+
+
+def _recorded(node, *shape):
+    node.meta["tensor_meta"] = _extract_tensor_metadata(torch.zeros(*shape))
+    return node
+
+
+def test_a_bias_reaching_only_a_later_argument_stops():
+    # view(x, y): the rules follow the first argument, which carries nothing
+    # here; the bias comes in through the second, so no rule applies
+    root = nn.Module()
+    root.conv = nn.Conv2d(2, 3, 1)
+    g = torch.fx.Graph()
+    x = _recorded(g.placeholder("x"), 2, 3, 4, 4)
+    c = _recorded(g.call_module("conv", (x,)), 2, 3, 4, 4)
+    g.output(_recorded(g.call_method("view", (x, c)), 2, 3, 4, 4))
+    out = propagate(g, {"": root, "conv": root.conv}, {c: Carried(frozenset({1}), (1, 0))}, 3)
+    assert out.stopped_at == ["view (view)"] and out.reaches_output
+
+
+def test_a_node_of_no_known_kind_that_reads_the_bias_makes_it_unknown():
+    # a placeholder whose default value is the carried value: no rule reads
+    # a placeholder, so what it holds is unknown and reaches the output
+    root = nn.Module()
+    root.conv = nn.Conv2d(2, 3, 1)
+    g = torch.fx.Graph()
+    x = _recorded(g.placeholder("x"), 2, 2, 4, 4)
+    c = _recorded(g.call_module("conv", (x,)), 2, 3, 4, 4)
+    g.output(_recorded(g.placeholder("y", default_value=c), 2, 3, 4, 4))
+    out = propagate(g, {"": root, "conv": root.conv}, {c: Carried(frozenset({1}), (1, 0))}, 3)
+    assert out.reaches_output
