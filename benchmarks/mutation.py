@@ -258,7 +258,8 @@ TARGETS = {
     # adversarial models and the zoo (the export fallback is slow and left out)
     "propagate": Target(
         "bnproof/audit/_propagate.py",
-        ("tests/test_audit_propagate_mutants.py", "tests/test_audit_adversarial.py"),
+        ("tests/test_audit_propagate_mutants.py", "tests/test_audit_propagate_exact.py",
+         "tests/test_audit_adversarial.py"),
         select="not export",
         torch=True,
     ),

@@ -394,6 +394,8 @@ def _function_rule(node, states, modules) -> _Step:  # noqa: C901
     if target in _ADD or target in ("add", "sub", "__add__", "__sub__", "add_", "sub_"):
         if shape_out is None:
             return _Step(UNKNOWN)
+        # a term passed by keyword (torch.add(x, other=y)) is added all the same
+        tensor_args += [v for v in node.kwargs.values() if isinstance(v, torch.fx.Node)]
         ranks = [len(_shape(a) or ()) for a in tensor_args]
         if any(_shape(a) is None for a in tensor_args):
             return _Step(UNKNOWN)
@@ -509,7 +511,7 @@ def _functional_pool(target, args, kwargs) -> str | None:
 
 
 def _cat(node, states, modules) -> Carried | _Unknown:
-    parts = node.args[0]
+    parts = node.args[0] if node.args else node.kwargs.get("tensors")
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     shape_out = _shape(node)
     if not isinstance(parts, list | tuple) or shape_out is None:
