@@ -117,6 +117,7 @@ def test_check_dtypes():
 def test_record_steps():
     assert drift._record_steps(0).tolist() == [0]
     assert drift._record_steps(3).tolist() == [0, 1, 2, 3]
+    assert drift._record_steps(3).dtype.kind == "i"  # step numbers are integers
     assert drift._record_steps(60).tolist() == list(range(61))
     # 61 points, evenly spaced: every second step of 120
     assert drift._record_steps(120).tolist() == list(range(0, 121, 2))
@@ -181,6 +182,13 @@ def test_batches():
     first = np.random.default_rng(1).permutation(130)
     assert list(got[0]) == list(first[:64]) and list(got[1]) == list(first[64:128])
     assert len(list(drift._batches(64, "minibatch", 3, rng))) == 3
+    # one permutation an epoch, and none once the steps are done: 4 steps of 2 an
+    # epoch draw two permutations from the stream
+    rng = np.random.default_rng(5)
+    assert len(list(drift._batches(130, "minibatch", 4, rng))) == 4
+    twice = np.random.default_rng(5)
+    twice.permutation(130), twice.permutation(130)
+    assert rng.random() == twice.random()
 
 
 def _summary(**kw):
@@ -218,6 +226,14 @@ def test_sweep_table():
     two = drift._sweep_table([runs[0], {**runs[0], "summary": _summary(final_loss_nats=None)}])
     assert two[0]["final_loss_nats_median"] is None  # one of two is half: None
     assert drift._sweep_table([{**runs[0], "lr": 1.0}, runs[0]])[0]["lr"] == 1.0
+    # two trained runs of one group, every value finite: counted twice, medians of two
+    [row] = drift._sweep_table([runs[0], {**runs[0], "summary": _summary(
+        final_loss_nats=2.0, final_W_norm=4.0, final_b_norm=5.0)}])
+    assert row["outcomes"] == {"trained": 2, "rebounded": 0, "rose-above-start": 0,
+                               "non-finite": 0}
+    assert row["runs"] == 2 and row["blew_up"] == 0
+    assert (row["final_loss_nats_median"], row["final_W_norm_median"],
+            row["final_b_norm_median"]) == (1.5, 3.0, 4.0)
 
 
 def test_moments_var_is_the_population_variance():
@@ -381,21 +397,26 @@ def test_run_drift_bookkeeping(monkeypatch):
                             ("bias", plan, seed, dtypes, progress)) or {"b": 1})
     monkeypatch.setattr(drift, "_train_all",
                         lambda plan, seed, dtypes, progress: calls.append(
-                            ("train", plan, seed, dtypes)) or {"t": 1})
+                            ("train", plan, seed, dtypes, progress)) or {"t": 1})
     monkeypatch.setattr(drift, "_precision",
-                        lambda plan, seed, progress: calls.append(("precision", seed)) or {"p": 1})
+                        lambda plan, seed, progress: calls.append(
+                            ("precision", plan, seed, progress)) or {"p": 1})
     monkeypatch.setattr(_provenance, "provenance", lambda: {"prov": True})
+    # a clock that advances 1.23456 s a reading: every stage took 1.23456 s
+    ticks = iter(np.arange(10) * 1.23456)
+    monkeypatch.setattr(drift.time, "perf_counter", lambda: float(next(ticks)))
     progress = print
     out = drift.run_drift(["precision", "bias-only"], steps=3, lr=2, seed=4,
                           dtypes=["float32"], quick=np.bool_(True), progress=progress)
     plan = drift._plan(3, 2.0, True)
-    assert calls == [("bias", plan, 4, ("float32",), progress), ("precision", 4)]
+    assert calls == [("bias", plan, 4, ("float32",), progress),
+                     ("precision", plan, 4, progress)]
     assert list(out) == ["parameters", "seed", "provenance", "timings_seconds", "bias-only",
                          "precision"]
     assert out["bias-only"] == {"b": 1} and out["precision"] == {"p": 1}
     assert out["seed"] == 4 and out["provenance"] == {"prov": True}
-    assert list(out["timings_seconds"]) == ["bias-only", "precision"]
-    assert all(0 <= t < 1 for t in out["timings_seconds"].values())
+    # rounded to the millisecond
+    assert out["timings_seconds"] == {"bias-only": 1.235, "precision": 1.235}
     assert out["parameters"] == {
         "scenarios": ["bias-only", "precision"], "steps": 3, "lr": 2.0, "dtypes": ["float32"],
         "quick": True,
@@ -408,8 +429,10 @@ def test_run_drift_bookkeeping(monkeypatch):
         "nonlinearity": "tanh", "loss": "softmax cross-entropy, mean over the batch, nats"}
     assert type(out["parameters"]["quick"]) is bool
     calls.clear()
-    out = drift.run_drift("train-all")
-    assert calls == [("train", drift._plan(None, None, False), 0, ("float64", "float32"))]
+    ticks = iter(np.arange(10) * 1.23456)
+    out = drift.run_drift("train-all", progress=progress)
+    assert calls == [("train", drift._plan(None, None, False), 0, ("float64", "float32"),
+                      progress)]
     assert out["parameters"]["quick"] is False and out["parameters"]["steps"] is None
     assert out["parameters"]["lr"] is None
     for bad, match in ((("quick", "yes"), r"^quick must be True or False, got 'yes'$"),
@@ -538,3 +561,183 @@ def test_running_training_evaluates_with_the_running_buffers():
                             curves=False)
     # step 0: running buffers at mean 0, var 1 are not the batch statistics
     assert run["summary"]["initial_loss_nats"] != same["summary"]["initial_loss_nats"]
+
+
+# --------------------------------------------------------------------------- #
+# the runs replayed step by step with the network's own passes
+# --------------------------------------------------------------------------- #
+
+
+def _replay_bias_only(norm, mode, dtype, steps, lr, seed):
+    """Section 2's loop written out: only b moves, W and the head stay put.
+
+    Returns the values the run's summary should hold, from the definitions in
+    run_drift's docstring (the straight line b_0 + t Delta b, its residual in
+    units of eps times the sum of |b_s| + |b_s - b_(s-1)|, N eps max_j sum_i |dx_ij|).
+    """
+    from bnproof.experiments._drift_network import (
+        _dataset,
+        _init_params,
+        _loss_and_grads,
+        _Running,
+    )
+
+    u64, labels, _ = _dataset("digits", seed)
+    p = _init_params(64, 10, seed, dtype, random_b=True)
+    x0 = u64.astype(dtype) @ p.W
+    running = _Running(dtype) if mode == "running" else None
+    eps = float(np.finfo(dtype).eps)
+    bs, losses, db_max, db_bound = [], [], [], []
+    for t in range(steps + 1):
+        bs.append(p.b.astype(np.float64))
+        loss, _, grads, dx = _loss_and_grads(p, x0 + p.b, None, labels, mode, norm, running)
+        losses.append(loss)
+        db_max.append(float(np.max(np.abs(grads["b"]))))
+        db_bound.append(float(len(labels) * eps * np.max(np.abs(dx).sum(axis=0))))
+        if t < steps:
+            p.b = p.b - np.asarray(lr, dtype=dtype) * grads["b"]
+    b0, step = bs[0], bs[1] - bs[0]
+    budget = np.zeros(32)
+    units = [0.0]
+    for t in range(1, steps + 1):
+        budget = budget + eps * (np.abs(bs[t]) + np.abs(bs[t] - bs[t - 1]))
+        residual = np.abs(bs[t] - b0 - t * step)
+        units.append(float(np.max([r / w if r else 0.0
+                                   for r, w in zip(residual, budget, strict=True)])))
+    change = max(abs(v - losses[0]) for v in losses)
+    return {
+        "losses": losses, "bs": bs, "loss_change": change,
+        "loss_change_in_eps": change / (eps * abs(losses[0])),
+        "residual_units": max(units),
+        "residual_max": max(float(np.max(np.abs(b - b0 - t * step))) for t, b in enumerate(bs)),
+        "displacement": float(np.max(np.abs(bs[-1] - b0))),
+        "db_max": max(db_max), "db_bound": max(db_bound),
+    }
+
+
+@pytest.mark.parametrize("norm, mode, dtype, steps", [
+    ("center", "running", "float32", 4),        # the control: the loss moves
+    ("center-scale", "running", "float64", 3),
+    ("center-scale", "outside", "float32", 8),  # float32: the line is off by rounding
+])
+def test_bias_only_runs_replayed_by_hand(norm, mode, dtype, steps):
+    run = drift._bias_only_run(norm, mode, dtype, steps, 0.5, 0)
+    want = _replay_bias_only(norm, mode, dtype, steps, 0.5, 0)
+    s, series = run["summary"], run["series"]
+    assert s["initial_loss_nats"] == want["losses"][0]
+    assert series["loss_change_nats"] == [v - want["losses"][0] for v in want["losses"]]
+    assert series["b_displacement_max_abs"] == [
+        float(np.max(np.abs(b - want["bs"][0]))) for b in want["bs"]]
+    assert s["loss_change_max_abs_nats"] == want["loss_change"]
+    assert s["loss_change_max_in_eps"] == pytest.approx(want["loss_change_in_eps"], rel=1e-14)
+    assert s["b_displacement_final_max_abs"] == want["displacement"]
+    assert s["b_drift_per_step_max_abs"] == float(np.max(np.abs(want["bs"][1] - want["bs"][0])))
+    assert s["linear_residual_max_abs"] == want["residual_max"]
+    assert s["linear_residual_in_rounding_units"] == pytest.approx(want["residual_units"],
+                                                                   rel=1e-12)
+    assert s["db_max_abs"] == want["db_max"] and s["db_rounding_bound"] == want["db_bound"]
+    if mode == "outside":
+        # the float32 line is not exact: some residual, within the 64 units of the check
+        assert 0.0 < s["linear_residual_in_rounding_units"] <= 64.0
+    else:
+        assert s["loss_change_max_in_eps"] > 16.0
+
+
+def test_a_bias_only_run_that_does_not_move_reports_no_relative_residual():
+    # lr 1e-300: b - lr db rounds back to b, so b never moves and there is no
+    # displacement to divide by
+    s = drift._bias_only_run("center", "exact", "float64", 2, 1e-300, 0)["summary"]
+    assert s["b_displacement_final_max_abs"] == 0.0 and s["b_drift_per_step_max_abs"] == 0.0
+    assert s["linear_residual_relative_to_displacement"] is None
+    assert s["linear_residual_in_rounding_units"] == 0.0
+
+
+def _replay_train(dataset, batching, mode, norm, dtype, steps, lr, seed):
+    """Every parameter trains: the loop written out, observed after every step.
+
+    Returns per step (loss, accuracy, |b|, |W|, max |b| / std, max |gamma|), the
+    loss and accuracy on the whole set as the experiment's setup states (batch
+    statistics of the whole set, or the running buffers in running mode).
+    """
+    from bnproof.experiments._drift_network import (
+        _dataset,
+        _evaluate,
+        _init_params,
+        _loss_and_grads,
+        _Running,
+    )
+
+    u64, labels, k = _dataset(dataset, seed)
+    u = u64.astype(dtype)
+    p = _init_params(u.shape[1], k, seed, dtype, random_b=False)  # b = 0
+    running = _Running(dtype) if mode == "running" else None
+    rng = np.random.default_rng([seed, 3])  # the minibatches' own stream
+    per_epoch = len(labels) // 64
+
+    def look():
+        stats = None if running is None else (running.mean, running.var)
+        loss, acc = _evaluate(p, u, labels, norm, stats)
+        std = np.sqrt((u @ p.W).astype(np.float64).var(axis=0))
+        b, w = p.b.astype(np.float64), p.W.astype(np.float64)
+        return (loss, acc, float(np.linalg.norm(b)), float(np.linalg.norm(w)),
+                float(np.max(np.abs(b) / std)), float(np.max(np.abs(p.gamma))))
+
+    seen = [look()]
+    for t in range(steps):
+        if batching == "full":
+            ub, lb = u, labels
+        else:
+            if t % per_epoch == 0:
+                order = rng.permutation(len(labels))
+            j = t % per_epoch
+            ub, lb = u[order[j * 64:(j + 1) * 64]], labels[order[j * 64:(j + 1) * 64]]
+        _, _, grads, _ = _loss_and_grads(p, ub @ p.W + p.b, ub, lb, mode, norm, running)
+        for name, g in grads.items():
+            setattr(p, name, getattr(p, name) - np.asarray(lr, dtype=dtype) * g)
+        seen.append(look())
+    return seen
+
+
+@pytest.mark.parametrize("dataset, batching, mode, norm, dtype", [
+    ("digits", "full", "running", "center-scale", "float32"),
+    ("synthetic", "minibatch", "outside", "center", "float64"),
+])
+def test_training_runs_replayed_by_hand(dataset, batching, mode, norm, dtype):
+    run = drift._train_run(dataset, batching, mode, norm, dtype, 3, 0.5, 1, curves=True)
+    want = _replay_train(dataset, batching, mode, norm, dtype, 3, 0.5, 1)
+    series, s = run["series"], run["summary"]
+    assert series["step"] == [0, 1, 2, 3]
+    assert series["loss_nats"] == [w[0] for w in want]
+    assert series["accuracy_fraction"] == [w[1] for w in want]
+    assert series["b_norm"] == [w[2] for w in want]
+    assert series["W_norm"] == [w[3] for w in want]
+    assert series["b_over_std_max"] == pytest.approx([w[4] for w in want], rel=1e-9)
+    assert series["b_over_std_max"][-1] > 0.0  # b moved off zero
+    assert s["final_gamma_abs_max"] == want[-1][5]
+    assert s["min_loss_nats"] == min(w[0] for w in want)
+
+
+def test_a_run_without_curves_judges_its_start_and_end_only():
+    # digits, exact, center, lr 30, seed 0: the loss falls at step 1 and rises
+    # above its start at step 2; without curves only steps 0 and 2 are observed,
+    # so the lowest loss is the initial one
+    with_curves = drift._train_run("digits", "full", "exact", "center", "float64", 2, 30.0,
+                                   0, curves=True)
+    losses = with_curves["series"]["loss_nats"]
+    assert losses[1] < losses[0] < losses[2]
+    s = drift._train_run("digits", "full", "exact", "center", "float64", 2, 30.0, 0,
+                         curves=False)["summary"]
+    assert s["min_loss_nats"] == losses[0] and s["final_loss_nats"] == losses[2]
+    assert with_curves["summary"]["min_loss_nats"] == losses[1]
+    assert s["outcome"] == "rose-above-start"
+
+
+def test_a_full_batch_blow_up_stops_after_the_first_step():
+    # lr 1e39 rounds to inf in float32: the first update makes the parameters
+    # non-finite while the loss it came from was finite; the run stops there
+    with np.errstate(over="ignore", invalid="ignore"):
+        run = drift._train_run("digits", "full", "outside", "center", "float32", 5, 1e39, 0,
+                               curves=True)
+    s = run["summary"]
+    assert s["first_nonfinite_step"] == 1 and s["steps_completed"] == 1
+    assert run["series"]["step"] == [0, 1] and s["outcome"] == "non-finite"
