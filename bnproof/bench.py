@@ -195,7 +195,8 @@ def _prealloc_ops(x, dy, w, b, axis):
     layout = (a, x.shape[axis], x.size // (a * x.shape[axis]))
     x3 = _batch_norm._kernel_view(_batch_norm._as_layout(x, layout))
     dy3 = _batch_norm._kernel_view(_batch_norm._as_layout(dy, layout))
-    out = _buffers.empty(x.shape, x.dtype)  # aligned like the public functions' outputs
+    # aligned and placed like the public functions' outputs
+    out = _buffers.empty(x.shape, x.dtype, apart_from=(x3, dy3))
     out3 = _batch_norm._kernel_view(out.reshape(layout))
     gamma = w.astype(np.float64)
     beta = b.astype(np.float64)

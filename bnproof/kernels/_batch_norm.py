@@ -470,7 +470,7 @@ def batch_norm_forward(
     gamma = _vec64(weight, channels, 1.0)
     beta = _vec64(bias, channels, 0.0)
     x3 = _kernel_view(_as_layout(x, layout))
-    y = _buffers.empty(x.shape, x.dtype)
+    y = _buffers.empty(x.shape, x.dtype, apart_from=(x3,))
     y3 = _kernel_view(y.reshape(layout))
     kernels = _backend()
     # inf and NaN are documented results (eps=0 with a constant channel, NaN
@@ -592,7 +592,7 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     invstd64 = np.ascontiguousarray(invstd, dtype=np.float64)
     x3 = _kernel_view(_as_layout(x, layout))
     dy3 = _kernel_view(_as_layout(dy, layout))
-    dx = _buffers.empty(x.shape, x.dtype)
+    dx = _buffers.empty(x.shape, x.dtype, apart_from=(x3, dy3))
     dx3 = _kernel_view(dx.reshape(layout))
     kernels = _backend()
     with np.errstate(all="ignore"):  # inf/NaN are results, see batch_norm_forward
