@@ -379,6 +379,15 @@ def test_has_hooks_reads_every_hook_table():
                                              **{table: {}}))
 
 
+def test_has_hooks_sees_a_forward_set_on_the_instance():
+    bn = nn.BatchNorm2d(3)
+    assert not has_hooks(bn)
+    bn.forward = lambda x: x  # the class still says BatchNorm2d
+    assert has_hooks(bn)
+    del bn.forward
+    assert not has_hooks(bn)
+
+
 def _recorded(node, *shape):
     node.meta["tensor_meta"] = _extract_tensor_metadata(torch.zeros(*shape))
     return node

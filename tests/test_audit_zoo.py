@@ -570,6 +570,15 @@ def hooked():
     return model
 
 
+def forward_replaced():
+    """The batch norm's forward is replaced on the instance (here by a shift and
+    ReLU); its class still says BatchNorm2d, and the graph shows a module call."""
+    model = Between(nn.Identity())
+    bn = model.bn
+    model.bn.forward = lambda x: torch.relu(x - bn.running_mean[None, :, None, None])
+    return model
+
+
 #: name -> (factory, inputs, biases that are live: checked numerically here).
 ADVERSARIAL = {
     "called-twice": (CalledTwice, img, ("conv.bias",)),
@@ -581,6 +590,7 @@ ADVERSARIAL = {
     "channel-slice-groupnorm": (ChannelSliceGN, img, ("conv.bias",)),
     "gated": (Gated, img, ("conv.bias",)),
     "forward-hook": (hooked, img, ("conv.bias",)),
+    "forward-replaced": (forward_replaced, img, ("conv.bias",)),
     "padded-conv1d": (Spatial, lambda: (torch.randn(4, 3, 7, dtype=torch.float64),),
                       ("conv.bias",)),
 }

@@ -292,13 +292,19 @@ class _Step:
 
 
 def has_hooks(module) -> bool:
-    """Whether hooks may change what the module computes (the graph does not show them)."""
+    """Whether the module may compute something else than its class says.
+
+    Hooks, or a ``forward`` set on the instance (``module.forward = f``):
+    the graph shows a call of the module either way, and the rules read
+    its class.
+    """
     from torch.nn.modules import module as _module
 
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or _module._global_forward_hooks or _module._global_forward_pre_hooks
                 or getattr(module, "_forward_hooks_with_kwargs", None)
-                or getattr(module, "_forward_pre_hooks_with_kwargs", None))
+                or getattr(module, "_forward_pre_hooks_with_kwargs", None)
+                or "forward" in getattr(module, "__dict__", {}))
 
 
 def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
