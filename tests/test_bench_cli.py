@@ -110,8 +110,13 @@ def test_module_rows_in_quick_run(quick_json):
         assert row["seconds"]["torch"] > 0 and row["seconds"]["bnproof"] > 0
         assert row["speedup_vs_torch"] == pytest.approx(
             row["seconds"]["torch"] / row["seconds"]["bnproof"])
+        for impl in ("torch", "bnproof"):  # a median is never below the minimum
+            assert row["median_seconds"][impl] >= row["seconds"][impl]
+        assert row["median_speedup_vs_torch"] == pytest.approx(
+            row["median_seconds"]["torch"] / row["median_seconds"]["bnproof"])
     step = quick_json["train_step"]
-    assert set(step["seconds"]) == {"torch", "bnproof", "no batch norm"}
+    assert set(step["seconds"]) == set(step["median_seconds"]) == {
+        "torch", "bnproof", "no batch norm"}
     assert all(0.0 <= share < 1.0 for share in step["batch_norm_share"].values())
 
 
@@ -132,6 +137,16 @@ def test_module_rows_are_printed_with_ratios():
     assert "module-nc-float32" in text and "bnproof 3.00x faster than torch" in text
     assert "bnproof 2.00x slower than torch" in text
     assert "torch 50%, bnproof 75%" in text
+    assert "median torch" not in text  # none were measured
+    result["modules"][0].update(median_seconds={"torch": 5e-3, "bnproof": 4e-3},
+                                median_speedup_vs_torch=1.25)
+    result["train_step"].update(median_seconds={"torch": 6e-3, "bnproof": 3e-3,
+                                                "no batch norm": 2e-3},
+                                median_speedup_vs_torch=2.0)
+    text = format_table(result)
+    assert ("median torch 5.00 ms, bnproof 4.00 ms: bnproof 1.25x faster than torch"
+            in text)
+    assert "median torch 6.00 ms, bnproof 3.00 ms: bnproof 2.00x faster than torch" in text
 
 
 def test_module_case_runs_alone(capsys):

@@ -32,7 +32,8 @@ def configure(parser) -> None:
         type=str,
         default=None,
         metavar="N",
-        help="timed repeats per measurement, the minimum is reported (default 7, 2 with --quick)",
+        help="timed repeats per measurement, the minimum is reported (module rows: also the "
+        "median) (default 7, 2 with --quick)",
     )
 
 
@@ -59,6 +60,15 @@ def _faster(ratio: float) -> str:
     return f"bnproof {1 / ratio:.2f}x slower than torch"
 
 
+def _median_note(row: dict) -> str:
+    """``"; median torch X ms, bnproof Y ms: ..."`` (absent in results without medians)."""
+    median = row.get("median_seconds")
+    if not median:
+        return ""
+    return (f"; median torch {median['torch'] * 1e3:.2f} ms, bnproof "
+            f"{median['bnproof'] * 1e3:.2f} ms: {_faster(row['median_speedup_vs_torch'])}")
+
+
 def _format_modules(result: dict) -> list[str]:
     """Lines for the module rows and the training step (absent without PyTorch)."""
     lines = []
@@ -67,13 +77,13 @@ def _format_modules(result: dict) -> list[str]:
         lines.append("forward+backward through autograd (module call and .backward(), "
                      "running buffers updated), bnproof.torch against torch.nn:")
         lines.append(f"{'case':<20} {'shape':<18} {'layout':<6} {'torch ms':>9} "
-                     f"{'bnproof ms':>11}  ratio")
+                     f"{'bnproof ms':>11}  ratio (minimum; median of the calls)")
         for row in rows:
             t = row["seconds"]
             lines.append(
                 f"{row['case']:<20} {str(tuple(row['shape'])):<18} {row['layout']:<6} "
                 f"{t['torch'] * 1e3:>9.2f} {t['bnproof'] * 1e3:>11.2f}  "
-                f"{_faster(row['speedup_vs_torch'])}"
+                f"{_faster(row['speedup_vs_torch'])}{_median_note(row)}"
             )
         lines.append("")
     step = result.get("train_step")
@@ -84,7 +94,7 @@ def _format_modules(result: dict) -> list[str]:
             f"{step['case']}: SGD training step of a small CNN on {tuple(step['shape'])} "
             f"{step['dtype']}: torch {t['torch'] * 1e3:.2f} ms, bnproof "
             f"{t['bnproof'] * 1e3:.2f} ms ({_faster(step['speedup_vs_torch'])}), without "
-            f"batch norm {t['no batch norm'] * 1e3:.2f} ms"
+            f"batch norm {t['no batch norm'] * 1e3:.2f} ms{_median_note(step)}"
         )
         lines.append(
             f"  batch norm's share of a step: torch {share['torch']:.0%}, "
@@ -138,7 +148,7 @@ def format_table(result: dict) -> str:
     )
     lines.append(
         "floor = fraction of the memory-copy floor (forward 2 passes, backward 3); "
-        "minimum of repeats"
+        "minimum of repeats (module rows: also the median)"
     )
     return "\n".join(lines)
 

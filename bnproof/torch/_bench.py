@@ -12,6 +12,7 @@ norm's share of a step for each implementation. Results are plain data.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -59,14 +60,14 @@ STEP_INPUT = (64, 3, 32, 32)
 QUICK_STEP_INPUT = (8, 3, 8, 8)
 
 
-def _min_time(fn, repeats: int) -> float:
+def _times(fn, repeats: int) -> list[float]:
     fn()  # warm up: compile or load kernels, allocate buffers
-    best = math.inf
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def _module_pair(case: ModuleCase):
@@ -132,16 +133,18 @@ def _step_fns(shape):
     return fns
 
 
-def _timed(fns: dict, repeats: int, rounds: int, progress, label: str) -> dict[str, float]:
-    best = {name: math.inf for name in fns}
+def _timed(fns: dict, repeats: int, rounds: int, progress, label: str):
+    """``(minimum, median)`` seconds per implementation, over rounds that rotate the order."""
+    times = {name: [] for name in fns}
     block = math.ceil(repeats / rounds)
     names = list(fns)
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
             if progress is not None and r == 0:
                 progress(label, name)
-            best[name] = min(best[name], _min_time(fns[name], block))
-    return best
+            times[name] += _times(fns[name], block)
+    return ({name: min(t) for name, t in times.items()},
+            {name: statistics.median(t) for name, t in times.items()})
 
 
 def run_module_bench(*, quick: bool, repeats: int, rounds: int, names=None,
@@ -153,7 +156,8 @@ def run_module_bench(*, quick: bool, repeats: int, rounds: int, names=None,
     quick : bool
         Small shapes (a smoke run).
     repeats, rounds : int
-        Timed repeats per measurement (minimum kept), in this many rounds.
+        Timed calls per implementation, in this many rounds (the order of
+        the implementations rotates from round to round).
     names : collection of str or None
         Cases to run (names of :data:`MODULE_CASES` and :data:`STEP_CASE`);
         None runs all.
@@ -164,25 +168,32 @@ def run_module_bench(*, quick: bool, repeats: int, rounds: int, names=None,
     -------
     dict
         ``"modules"``: rows ``{"case", "shape", "layout", "seconds": {"torch",
-        "bnproof"}, "speedup_vs_torch"}``; ``"train_step"``: ``{"shape",
+        "bnproof"}, "speedup_vs_torch", "median_seconds",
+        "median_speedup_vs_torch"}``; ``"train_step"``: ``{"shape",
         "seconds": {"torch", "bnproof", "no batch norm"}, "batch_norm_share":
-        {"torch", "bnproof"}, "speedup_vs_torch"}`` or None when not selected.
+        {"torch", "bnproof"}, "speedup_vs_torch", "median_seconds",
+        "median_speedup_vs_torch"}`` or None when not selected. ``seconds``
+        are minima over the calls (the least disturbed call), ``median_seconds``
+        medians (a typical call, which includes costs that recur, such as
+        page faults of fresh outputs); speedups are torch over bnproof.
     """
     rounds = min(rounds, repeats)
     rows = []
     for case in QUICK_MODULE_CASES if quick else MODULE_CASES:
         if names is not None and case.name not in names:
             continue
-        seconds = _timed(_module_pair(case), repeats, rounds, progress, case.name)
+        seconds, median = _timed(_module_pair(case), repeats, rounds, progress, case.name)
         rows.append({
             "case": case.name, "shape": list(case.shape), "layout": case.layout,
             "dtype": "float32", "seconds": seconds,
             "speedup_vs_torch": seconds["torch"] / seconds["bnproof"],
+            "median_seconds": median,
+            "median_speedup_vs_torch": median["torch"] / median["bnproof"],
         })
     step = None
     if names is None or STEP_CASE in names:
         shape = QUICK_STEP_INPUT if quick else STEP_INPUT
-        seconds = _timed(_step_fns(shape), repeats, rounds, progress, STEP_CASE)
+        seconds, median = _timed(_step_fns(shape), repeats, rounds, progress, STEP_CASE)
         bare = seconds["no batch norm"]
         step = {
             "case": STEP_CASE, "shape": list(shape), "dtype": "float32", "seconds": seconds,
@@ -190,5 +201,7 @@ def run_module_bench(*, quick: bool, repeats: int, rounds: int, names=None,
             "batch_norm_share": {name: max(0.0, 1.0 - bare / seconds[name])
                                  for name in ("torch", "bnproof")},
             "speedup_vs_torch": seconds["torch"] / seconds["bnproof"],
+            "median_seconds": median,
+            "median_speedup_vs_torch": median["torch"] / median["bnproof"],
         }
     return {"modules": rows, "train_step": step}
