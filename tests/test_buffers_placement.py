@@ -74,7 +74,7 @@ def test_no_input_gives_an_aligned_start():
 def test_the_distance_check_can_fail(rng, fresh_pool, monkeypatch):
     # negative control: with the rule replaced by "start where the input
     # starts, plus a line", the distance check below rejects the output
-    x = at_offset((64, 512), np.float32, 16, rng)
+    x = at_offset((256, 1024), np.float32, 16, rng)
     monkeypatch.setattr(_buffers, "_target", lambda addresses: (16 + ALIGN) // ALIGN * ALIGN)
     y = batch_norm_forward(x)[0]
     assert gap(y.ctypes.data, x.ctypes.data) < PAGE // 4
@@ -88,7 +88,7 @@ def test_the_distance_check_can_fail(rng, fresh_pool, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_offset, dy_offset", [(0, 0), (16, 2064), (64, 80), (4080, 2048)])
 def test_outputs_are_placed_away_from_their_inputs(rng, fresh_pool, dtype, x_offset, dy_offset):
-    shape = (64, 512)  # 128 KiB or more: recycled and placed
+    shape = (256, 1024)  # 1 MiB or more: recycled and placed
     assert np.prod(shape) * np.dtype(dtype).itemsize >= _buffers.MIN_BYTES
     x = at_offset(shape, dtype, x_offset, rng)
     dy = at_offset(shape, dtype, dy_offset, rng)
@@ -111,7 +111,7 @@ def test_outputs_are_placed_away_from_their_inputs(rng, fresh_pool, dtype, x_off
 
 
 def test_channels_last_outputs_are_placed_too(rng, fresh_pool):
-    x = at_offset((8, 16, 16, 32), np.float32, 48, rng)  # (N, H, W, C), channel axis -1
+    x = at_offset((16, 32, 32, 32), np.float32, 48, rng)  # (N, H, W, C), channel axis -1
     y = batch_norm_forward(x, channel_axis=-1)[0]
     assert gap(y.ctypes.data, x.ctypes.data) >= PAGE // 2 - ALIGN
 

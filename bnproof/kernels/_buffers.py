@@ -48,8 +48,9 @@ import numpy as np
 #: from ``np.empty``. (Placement needs a block a page longer than the array,
 #: and glibc does not reliably keep such blocks: with fresh (4096, 1024)
 #: float32 blocks each batch-norm step took a thousand page faults and twice
-#: as long.)
-MIN_BYTES = 64 << 10
+#: as long. Below 1 MiB, where a kernel call takes tens of microseconds,
+#: the few microseconds that placing an output costs are not worth it.)
+MIN_BYTES = 1 << 20
 
 #: Alignment in bytes of recycled and placed arrays (one cache line).
 ALIGN = 64
