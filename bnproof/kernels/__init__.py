@@ -4,10 +4,11 @@ Importing this package compiles nothing and does not import Numba; the
 kernels compile (or load from Numba's on-disk cache) on their first call.
 Calls are serialized by a lock (safe from several Python threads under any
 Numba threading layer); inputs below 131072 values run on one thread.
-Outputs of 32 MiB or more reuse the memory of earlier outputs that are no
+Outputs of 1 MiB or more reuse the memory of earlier outputs that are no
 longer referenced, which spares the operating system's zero-filling of
-fresh pages (about as costly as the whole kernel at that size); on x86-64
-they are written with streaming stores (see ``_stream``).
+fresh pages (about as costly as the whole kernel at that size), and start
+half a page away from their inputs (see ``_buffers``); on x86-64, outputs
+of 32 MiB or more are written with streaming stores (see ``_stream``).
 
 Functions
 ---------

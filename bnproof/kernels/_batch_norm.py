@@ -332,10 +332,11 @@ def batch_norm_forward(
     -------
     y : numpy.ndarray
         Normalized output, same shape and dtype as ``x``, C-contiguous and
-        owned by the caller. Outputs of 32 MiB or more reuse the memory of
+        owned by the caller. Outputs of 1 MiB or more reuse the memory of
         earlier outputs that are no longer referenced (their ``base`` is an
         owner object rather than ``None``), which saves the operating
-        system's zero-filling of fresh pages.
+        system's zero-filling of fresh pages, and start half a page away
+        from ``x`` (modulo the page size: see ``bnproof.kernels._buffers``).
     mean : numpy.ndarray
         float64 ``(C,)``: the batch mean (training) or ``running_mean``
         (inference).
@@ -531,8 +532,8 @@ def batch_norm_backward(dy, x, weight, mean, invstd, *, training=True, channel_a
     Returns
     -------
     dx : numpy.ndarray
-        Same shape and dtype as ``x``, C-contiguous (recycled like ``y`` of
-        :func:`batch_norm_forward` when it is 32 MiB or more).
+        Same shape and dtype as ``x``, C-contiguous (recycled and placed
+        like ``y`` of :func:`batch_norm_forward` when it is 1 MiB or more).
     dweight : numpy.ndarray or None
         ``(C,)`` in ``x``'s dtype; ``None`` when ``weight`` is ``None``.
     dbias : numpy.ndarray or None
