@@ -97,6 +97,33 @@ def test_functional_op_info_samples_match_pytorch():
     assert ran >= 40, ran  # op_db had 48 CPU float32/float64 samples with torch 2.13
 
 
+def test_functional_op_info_samples_in_half_precision_run_pytorchs_op():
+    # float16 and bfloat16 are not the kernels' dtypes: the bridge hands every
+    # such sample to PyTorch's own op (one warning), so results are identical
+    import warnings
+
+    from torch.testing._internal.common_methods_invocations import op_db
+
+    ran = 0
+    for op in op_db:
+        if op.name != "nn.functional.batch_norm" or op.variant_test_name:
+            continue
+        for dtype in (torch.float16, torch.bfloat16):
+            for sample in op.sample_inputs("cpu", dtype, requires_grad=True):
+                want_y, want_args, want_grads = _run(F.batch_norm, sample)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # the one-time notice
+                    y, args, grads = _run(bt.batch_norm, sample)
+                torch.testing.assert_close(y, want_y, rtol=0, atol=0)
+                for a, b in zip([*args, *grads], [*want_args, *want_grads], strict=True):
+                    if a is None or b is None:
+                        assert a is None and b is None
+                    else:
+                        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+                ran += 1
+    assert ran >= 20, ran  # op_db had 24 CPU float16/bfloat16 samples with torch 2.13
+
+
 @pytest.mark.parametrize("change", ["momentum", "eps"])
 def test_comparison_catches_a_wrong_bridge(change):
     # negative control: a bridge off in momentum (buffers) or eps (outputs)
