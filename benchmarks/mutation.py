@@ -516,6 +516,12 @@ def _environment(work: Path, kernels: bool = False, torch: bool = False) -> dict
         env["OMP_NUM_THREADS"] = "1"
     # Subprocesses the tests start (the CLI) must import the mutated copy too.
     env["PYTHONPATH"] = str(work / "mutants")
+    # pytest's temporary folders live under one root per user, and a run that
+    # starts prunes the old ones: two targets run at once would delete each
+    # other's folders mid-test (seen as false kills). One root per target.
+    temp_root = work / "pytest-tmp"
+    temp_root.mkdir(exist_ok=True)
+    env["PYTEST_DEBUG_TEMPROOT"] = str(temp_root)
     return env
 
 

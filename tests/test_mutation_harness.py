@@ -65,3 +65,14 @@ def test_list_and_usage_errors(harness, capsys):
     with pytest.raises(SystemExit) as exc:
         harness.main(["no-such-target"])
     assert exc.value.code == 2
+
+
+def test_each_target_gets_its_own_pytest_temp_root(harness, tmp_path):
+    # two targets run at once must not prune each other's temporary folders
+    roots = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        root = Path(harness._environment(tmp_path / name)["PYTEST_DEBUG_TEMPROOT"])
+        assert root.is_dir() and root.parent == tmp_path / name
+        roots.append(root)
+    assert roots[0] != roots[1]
