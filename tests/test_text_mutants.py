@@ -31,6 +31,12 @@ from bnproof.symbolic._text import _PlainPrinter, plain, plain_name
         (r"\mu_B", "mu_B"),
         (r"\sigma_{R}^{2}", "sigma_R^2"),
         (r"\gamma2", "gamma 2"),  # a command is kept apart from what follows it
+        (r"\Delta{b}", "Delta b"),  # and from its braced operand
+        (r"\Delta {b}", "Delta b"),
+        (r"\mathbf{W}", "W"),  # font commands keep only their argument
+        (r"\mu_{\mathcal{B}}", "mu_B"),
+        (r"\operatorname{Var}[x]", "Var[x]"),
+        (r"\textrm{bias}", "bias"),
         ("  a   b ", "a b"),
         ("x", "x"),
     ],

@@ -24,6 +24,10 @@ _COMMANDS = (
     (re.compile(r"\\nabla_?"), "grad_"),
     (re.compile(r"\\\|"), "||"),
     (re.compile(r"\\(?:epsilon|varepsilon)"), "eps"),
+    # font commands keep only their argument: \mathbf{W} -> W, \mathcal{B} -> B
+    (re.compile(r"\\(?:math[a-z]+|boldsymbol|bm|operatorname|text[a-z]*)\{([^{}]*)\}"), r"\1"),
+    # a command before its braced operand is a word of its own: \Delta{b} -> Delta b
+    (re.compile(r"\\([A-Za-z]+)\s*\{(?=[A-Za-z0-9])"), r"\1 {"),
     (re.compile(r"\\([A-Za-z]+)(?![A-Za-z])\s*(?=[A-Za-z0-9])"), r"\1 "),
     (re.compile(r"\\([A-Za-z]+)"), r"\1"),
     (re.compile(r"[{}]"), ""),
