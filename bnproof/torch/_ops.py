@@ -10,6 +10,7 @@ only copies are the ones the kernels make of non-contiguous inputs.
 # from the annotations, which must then be types, not strings to be resolved in
 # the globals of whatever wraps the function (a decorator's module).
 
+import contextlib
 import threading
 import warnings
 
@@ -246,14 +247,84 @@ class _EagerBatchNorm(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError(_no_forward_mode("torch.autograd.forward_ad"))
+
+
+def _no_forward_mode(api: str) -> str:
+    return (
+        f"bnproof.torch.batch_norm has no forward-mode derivative ({api}): its "
+        "kernels have a closed-form backward only. Use torch.nn.functional.batch_norm "
+        "for forward mode, or reverse mode (loss.backward(), torch.autograd.grad) with "
+        "bnproof's op"
+    )
+
+
+def _under_func(tensors):
+    """Return the op to run inside torch.func transforms, or None outside them.
+
+    Under ``torch.func.grad`` (also ``vjp``, ``jacrev``) PyTorch refuses the
+    op with a message about ``setup_context``; under ``torch.func.jvp`` (also
+    ``jacfwd``, ``hessian``) it runs the op and silently drops the tangents,
+    returning zeros. Both are refused here, with the alternatives, when an
+    input is one the transform tracks. Inputs it does not track (constants)
+    are computed directly, without autograd, as a constant; ``vmap`` and
+    ``functionalize`` run the registered op (PyTorch loops over the batch).
+    """
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
+        return None
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    if any(t is not None and is_wrapped(t) for t in tensors):
+        _refuse_func_transforms()
+        return _forward_op
+    if any(t is not None and t.requires_grad for t in tensors):
+        # tracked by autograd outside the transform: not supported either
+        _refuse_func_transforms(grad=True)
+    return _constant_forward
+
+
+def _outside_func(constant: bool):
+    """Run outside torch.func's dispatch when ``constant``, else change nothing."""
+    if not constant:
+        return contextlib.nullcontext()
+    from torch._functorch.pyfunctorch import temporarily_clear_interpreter_stack
+
+    return temporarily_clear_interpreter_stack()
+
+
+def _constant_forward(*inputs):
+    """Run the forward on inputs no transform tracks, outside the transforms' dispatch."""
+    with _outside_func(True):
+        return _forward_impl(*inputs)
+
+
+def _refuse_func_transforms(grad: bool = False) -> None:
+    """Raise a clear error under torch.func's grad and jvp transforms (see _under_func)."""
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    kinds = {i.key() for i in retrieve_all_functorch_interpreters()}
+    if TransformType.Jvp in kinds:
+        raise RuntimeError(_no_forward_mode("torch.func.jvp, jacfwd, hessian"))
+    if grad or TransformType.Grad in kinds:
+        raise RuntimeError(
+            "bnproof.torch.batch_norm does not run under torch.func.grad (nor vjp, "
+            "jacrev): its kernels read the tensors' memory, which the transform hides. "
+            "Use torch.nn.functional.batch_norm inside torch.func, or torch.autograd.grad "
+            "with bnproof's op"
+        )
+
+
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 def _eager(tensors) -> bool:
-    """Whether the eager route applies: plain CPU tensors, no compiling or tracing."""
+    """Whether the eager route applies: plain CPU tensors, no compiling, tracing or torch.func."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+    if (torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
+            or torch._C._functorch.peek_interpreter_stack() is not None):
         return False
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     return all(t is None or (type(t) in _PLAIN and not is_wrapped(t)) for t in tensors)
@@ -338,8 +409,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     TypeError
         Non-tensor arguments, mixed float32/float64 arguments.
     RuntimeError
-        On double backward (the backward is a single kernel): use
-        :func:`torch.nn.functional.batch_norm` for second derivatives.
+        On double backward (the backward is a single kernel), forward-mode
+        differentiation (``torch.func.jvp``, ``jacfwd``, ``hessian``,
+        ``torch.autograd.forward_ad``) and ``torch.func.grad`` (``vjp``,
+        ``jacrev``) with respect to its inputs: use
+        :func:`torch.nn.functional.batch_norm` there, or reverse mode
+        (``.backward()``, :func:`torch.autograd.grad`) with this op.
+        ``torch.func.vmap`` runs it.
 
     Notes
     -----
@@ -395,11 +471,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise TypeError(f"eps must be a float, got {eps!r} (e.g. 1e-5)")
     _check_arguments(input, zip(names[1:], tensors[1:], strict=True))
     training = bool(training)
-    op = _EagerBatchNorm.apply if _eager(tensors) else _forward_op
+    if _eager(tensors):
+        op = _EagerBatchNorm.apply
+    else:
+        op = _under_func(tensors) or _forward_op
     y, _, _, new_mean, new_var = op(input, weight, bias, running_mean, running_var,
                                     training, float(momentum), float(eps))
     if _updates(training, running_mean):
-        with torch.no_grad():
+        with torch.no_grad(), _outside_func(op is _constant_forward):
             running_mean.copy_(new_mean)
             running_var.copy_(new_var)
     return y
