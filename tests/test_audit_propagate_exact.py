@@ -386,6 +386,16 @@ def test_has_hooks_sees_a_forward_set_on_the_instance():
     assert has_hooks(bn)
     del bn.forward
     assert not has_hooks(bn)
+    conv = nn.Conv2d(2, 3, 1)
+    assert not has_hooks(conv)  # its own attributes (padding_mode, ...) are not calls
+    for name in ("_call_impl", "_compiled_call_impl", "_conv_forward"):
+        setattr(conv, name, lambda *a: None)
+        assert has_hooks(conv), name
+        delattr(conv, name)
+    conv.helper = lambda x: x  # a callable under a name the class does not have
+    assert not has_hooks(conv)
+    conv.__dict__["_bnproof_compiled_in_place"] = True  # what the audit's copy carries
+    assert has_hooks(conv)
 
 
 def _recorded(node, *shape):

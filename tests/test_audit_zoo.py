@@ -20,6 +20,7 @@ training mode, and every bias the audit leaves alone moves some output.
 from __future__ import annotations
 
 import copy
+import types
 
 import pytest
 
@@ -579,6 +580,28 @@ def forward_replaced():
     return model
 
 
+def _relu_conv(self, x):
+    return torch.relu(nn.Conv2d.forward(self, x))
+
+
+def call_replaced(attribute):
+    """A method ``Module.__call__`` or the conv's forward reads, replaced on the
+    instance by one that applies ReLU. ``_compiled_call_impl`` (what
+    ``Module.compile`` sets) is dropped by ``copy.deepcopy``, so the copy the
+    audit checks numerically is a plain conv: only the rules can refuse it."""
+    def factory():
+        model = Between(nn.Identity())
+        conv = model.conv
+        if attribute == "_conv_forward":
+            conv._conv_forward = lambda x, w, b: torch.relu(F.conv2d(x, w, b))
+        elif attribute == "closure":
+            conv._call_impl = lambda x: torch.relu(F.conv2d(x, conv.weight, conv.bias))
+        else:
+            setattr(conv, attribute, types.MethodType(_relu_conv, conv))
+        return model
+    return factory
+
+
 #: name -> (factory, inputs, biases that are live: checked numerically here).
 ADVERSARIAL = {
     "called-twice": (CalledTwice, img, ("conv.bias",)),
@@ -591,6 +614,8 @@ ADVERSARIAL = {
     "gated": (Gated, img, ("conv.bias",)),
     "forward-hook": (hooked, img, ("conv.bias",)),
     "forward-replaced": (forward_replaced, img, ("conv.bias",)),
+    "call-impl-replaced": (call_replaced("_call_impl"), img, ("conv.bias",)),
+    "conv-forward-replaced": (call_replaced("_conv_forward"), img, ("conv.bias",)),
     "padded-conv1d": (Spatial, lambda: (torch.randn(4, 3, 7, dtype=torch.float64),),
                       ("conv.bias",)),
 }
@@ -618,6 +643,35 @@ def test_adversarial_models_report_no_live_parameter(name):
         p = model.get_parameter(pname)
         assert _moved(model, xs, pname, torch.randn(p.shape, dtype=torch.float64)) > LIVE_TOL
         assert pname not in dead
+
+
+@pytest.mark.parametrize("attribute", ["forward", "_call_impl", "_compiled_call_impl",
+                                       "_conv_forward", "closure"])
+def test_a_conv_computing_otherwise_than_its_class_gets_no_finding(attribute):
+    # The copy the audit confirms on (and _moved perturbs) does not always
+    # compute like the model: copy.deepcopy drops _compiled_call_impl, and the
+    # closure keeps reading the original conv. So liveness is checked on the
+    # model itself here, and the rules must not claim anything about the conv.
+    torch.manual_seed(3)
+    if attribute == "forward":
+        model = Between(nn.Identity())
+        model.conv.forward = types.MethodType(_relu_conv, model.conv)
+    else:
+        model = call_replaced(attribute)()
+    model, xs = model.double().train(), img()
+    bias = model.conv.bias
+    with torch.no_grad():
+        before = model(*xs).clone()
+        bias.add_(3.0)
+        moved = float((model(*xs) - before).abs().max())
+        bias.sub_(3.0)
+    assert moved > 1e-3  # the bias is live
+    report = audit(model, *xs)
+    assert [f.parameter for f in report.findings if f.parameter.startswith("conv.")] == []
+    assert report.inconsistencies == ()
+    # negative control: the same model without the replacement has a dead bias
+    plain = audit(Between(nn.Identity()).double(), *xs)
+    assert ("dead", "conv.bias") in {(f.kind, f.parameter) for f in plain.findings}
 
 
 def test_channel_slice_groupnorm_is_reported_only_where_it_cancels():

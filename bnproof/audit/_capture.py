@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ._propagate import COMPILED_MARK
+
 __all__ = ["CaptureError", "capture", "check_model"]
 
 
@@ -59,6 +61,20 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
+def _keep_compiled_marks(model: nn.Module, work: nn.Module) -> None:
+    """Mark the modules of ``work`` (a deep copy) whose originals were replaced calls.
+
+    ``copy.deepcopy`` drops ``_compiled_call_impl``, which ``Module.compile``
+    (or any code) sets on an instance to replace what calling it runs: the
+    copy would look like a plain module of its class to the rules.
+    """
+    pairs = zip(model.named_modules(remove_duplicate=False),
+                work.named_modules(remove_duplicate=False), strict=True)
+    for (_, original), (_, copied) in pairs:
+        if vars(original).get("_compiled_call_impl") is not None:
+            copied.__dict__[COMPILED_MARK] = True
+
+
 def capture(model: nn.Module, example_inputs) -> tuple[torch.fx.GraphModule, str]:
     """Trace a copy of ``model`` in training mode and propagate shapes.
 
@@ -79,6 +95,7 @@ def capture(model: nn.Module, example_inputs) -> tuple[torch.fx.GraphModule, str
         mapped stays as it is and stops the propagation.
     """
     work = copy.deepcopy(model).train()
+    _keep_compiled_marks(model, work)
     how = "torch.fx"
     try:
         gm = torch.fx.symbolic_trace(work)

@@ -294,9 +294,10 @@ class _Step:
 def has_hooks(module) -> bool:
     """Whether the module may compute something else than its class says.
 
-    Hooks, or a ``forward`` set on the instance (``module.forward = f``):
-    the graph shows a call of the module either way, and the rules read
-    its class.
+    Hooks, or a method of its class replaced on the instance (``forward``,
+    ``_call_impl``, ``_conv_forward``, ..., or ``_compiled_call_impl``, which
+    ``Module.compile`` sets and a copy of the module drops): the graph shows
+    a call of the module either way, and the rules read its class.
     """
     from torch.nn.modules import module as _module
 
@@ -304,7 +305,20 @@ def has_hooks(module) -> bool:
                 or _module._global_forward_hooks or _module._global_forward_pre_hooks
                 or getattr(module, "_forward_hooks_with_kwargs", None)
                 or getattr(module, "_forward_pre_hooks_with_kwargs", None)
-                or "forward" in getattr(module, "__dict__", {}))
+                or _replaced_methods(module)
+                or getattr(module, "__dict__", {}).get(COMPILED_MARK, False))
+
+
+#: Set on a module of the audit's copy of a model whose original was compiled
+#: in place (``Module.compile``): ``copy.deepcopy`` drops the compiled call.
+COMPILED_MARK = "_bnproof_compiled_in_place"
+
+
+def _replaced_methods(module) -> bool:
+    """Whether the instance holds a callable under a name its class defines."""
+    cls = type(module)
+    return any(callable(value) and hasattr(cls, name)
+               for name, value in getattr(module, "__dict__", {}).items())
 
 
 def _module_rule(node, module, state: Carried, shape_in, shape_out, modules,
