@@ -165,3 +165,20 @@ def test_small_outputs_come_from_numpy(rng, fresh_pool):
     assert y.base is None
     del y
     assert _buffers.free_bytes() == 0
+
+
+def test_an_owner_cannot_be_copied_or_pickled_but_its_array_can(rng, fresh_pool):
+    import copy
+    import pickle
+
+    x = rng.standard_normal((256, 1024)).astype(np.float32)
+    y = batch_norm_forward(x)[0]
+    owner = y.base
+    for action in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="copy or pickle the array itself"):
+            action(owner)
+    # a second owner would have released the block while y still used it
+    assert _buffers.free_bytes() == 0
+    for clone in (copy.copy(y), copy.deepcopy(y), pickle.loads(pickle.dumps(y))):
+        np.testing.assert_array_equal(clone, y)
+        assert not np.shares_memory(clone, y)

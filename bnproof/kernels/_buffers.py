@@ -86,6 +86,16 @@ class _Owner:
     def __del__(self):
         _release(self._raw)
 
+    def _refuse(self, *args):
+        # a second owner of the block would release it while the first's
+        # arrays still use it; arrays themselves copy and pickle as usual
+        raise TypeError(
+            "a recycled output's memory owner cannot be copied or pickled; copy or "
+            "pickle the array itself (e.g. numpy.array(y))"
+        )
+
+    __copy__ = __deepcopy__ = __reduce__ = __reduce_ex__ = _refuse
+
 
 def _release(raw: np.ndarray) -> None:
     global _free_bytes
