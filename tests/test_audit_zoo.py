@@ -28,7 +28,7 @@ torch = pytest.importorskip("torch", reason="the audit needs PyTorch")
 nn = torch.nn
 F = torch.nn.functional
 
-from bnproof.audit import audit, fix  # noqa: E402
+from bnproof.audit import CaptureError, audit, fix  # noqa: E402
 
 #: A dead direction may move an output by at most this (relative to
 #: 1 + max|output|): float64 rounding through a few layers is ~1e-15.
@@ -672,6 +672,62 @@ def test_a_conv_computing_otherwise_than_its_class_gets_no_finding(attribute):
     # negative control: the same model without the replacement has a dead bias
     plain = audit(Between(nn.Identity()).double(), *xs)
     assert ("dead", "conv.bias") in {(f.kind, f.parameter) for f in plain.findings}
+
+
+def _root_hooked(model):
+    model.register_forward_hook(lambda mod, i, out: out + model[0].bias.view(1, -1, 1, 1))
+
+
+def _root_forward(model):
+    plain = model.forward
+    model.forward = lambda x: plain(x) + model[0].bias.view(1, -1, 1, 1)
+
+
+def _inner_compiled(model):
+    # a non-leaf module: torch.fx traces through it and would not call this
+    model[0]._compiled_call_impl = lambda x: model[0][0](x) + model[0][0].bias.view(1, -1, 1, 1)
+
+
+def _inner_call_impl(model):
+    model[0]._call_impl = lambda x: model[0][0](x) + model[0][0].bias.view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("change, flat", [
+    (_root_hooked, True), (_root_forward, True), (_inner_compiled, False),
+    (_inner_call_impl, False)])
+def test_code_torch_fx_would_not_see_is_refused(change, flat):
+    # Each reads the conv's bias outside the traced graph, so the bias is live;
+    # the numeric check (on a deep copy) could not tell, so the audit refuses.
+    torch.manual_seed(3)
+    conv_bn = [nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)]
+    model = (nn.Sequential(*conv_bn) if flat else nn.Sequential(nn.Sequential(*conv_bn)))
+    model = model.double().train()
+    change(model)
+    xs = img()
+    bias = model.get_parameter("0.bias" if flat else "0.0.bias")
+    with torch.no_grad():
+        before = model(*xs).clone()
+        bias.add_(1.0)
+        assert float((model(*xs) - before).abs().max()) > 1e-3  # live
+        bias.sub_(1.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CaptureError, match="torch.fx traces the class's forward"):
+        audit(model, *xs)
+    for k, v in model.state_dict().items():  # the model is left as it was
+        assert torch.equal(v, state[k]), k
+
+
+# compiling imports parts of PyTorch that warn about torch.jit's deprecation
+@pytest.mark.filterwarnings("ignore:`torch.jit.script.*is deprecated:DeprecationWarning")
+def test_a_real_module_compile_is_audited_as_the_class_computes():
+    torch.manual_seed(3)
+    plain = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)), nn.ReLU())
+    want = {(f.kind, f.parameter) for f in audit(copy.deepcopy(plain).double(), *img()).findings}
+    assert ("dead", "0.0.bias") in want
+    for target in ("", "0"):  # the whole model, then the inner block
+        model = copy.deepcopy(plain).double()
+        model.get_submodule(target).compile()
+        assert {(f.kind, f.parameter) for f in audit(model, *img()).findings} == want
 
 
 def test_channel_slice_groupnorm_is_reported_only_where_it_cancels():

@@ -61,17 +61,68 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
-def _keep_compiled_marks(model: nn.Module, work: nn.Module) -> None:
-    """Mark the modules of ``work`` (a deep copy) whose originals were replaced calls.
+def _compiled_as_is(module: nn.Module) -> bool:
+    """Whether ``module`` holds no ``_compiled_call_impl``, or the one ``Module.compile`` sets.
 
-    ``copy.deepcopy`` drops ``_compiled_call_impl``, which ``Module.compile``
-    (or any code) sets on an instance to replace what calling it runs: the
-    copy would look like a plain module of its class to the rules.
+    ``Module.compile`` stores ``torch.compile(module._call_impl)``, which
+    computes what the class says; any other callable there replaces it.
+    """
+    compiled = vars(module).get("_compiled_call_impl")
+    return compiled is None or getattr(compiled, "_torchdynamo_orig_callable", None) == (
+        module._call_impl)
+
+
+def _check_calls_visible(model: nn.Module) -> None:
+    """Refuse a model whose computation torch.fx would trace past.
+
+    torch.fx traces the root's *class* ``forward`` (not hooks on the root,
+    nor a ``forward`` set on it), and calls the ``forward`` of the modules it
+    traces through, not their ``_call_impl`` or ``_compiled_call_impl``. A
+    rule would then reason about code that does not run; since the audit's
+    numeric check runs on a deep copy (which drops ``_compiled_call_impl``,
+    and whose copied closures still read the original), it could miss that.
+    Modules traced as one call (convolutions, batch norms, ...) are checked
+    where the rules meet them instead (``has_hooks``), which makes them
+    opaque rather than refusing the model.
+    """
+    tracer = torch.fx.Tracer()
+    for name, module in model.named_modules():
+        root = module is model
+        if not root and tracer.is_leaf_module(module, name):
+            continue  # seen by the rules as a call of the module
+        where = "the model" if root else f"its submodule {name!r}"
+        replaced = [k for k in ("_call_impl", "_wrapped_call_impl") if k in vars(module)]
+        if not _compiled_as_is(module):
+            replaced.append("_compiled_call_impl")
+        if root and "forward" in vars(module):
+            replaced.append("forward")
+        hooked = root and bool(
+            module._forward_hooks or module._forward_pre_hooks
+            or getattr(module, "_forward_hooks_with_kwargs", None)
+            or getattr(module, "_forward_pre_hooks_with_kwargs", None))
+        if replaced or hooked:
+            what = (f"{', '.join(replaced)} set on the instance" if replaced
+                    else "forward hooks on it")
+            raise CaptureError(
+                f"{where} has {what}; torch.fx traces the class's forward and would not "
+                "see it, so the audit cannot say what the model computes. Audit it "
+                "without them (remove the hooks with the handles their registration "
+                "returned, or delete the instance attribute)"
+            )
+
+
+def _keep_compiled_marks(model: nn.Module, work: nn.Module) -> None:
+    """Mark the modules of ``work`` (a deep copy) whose originals had their call replaced.
+
+    ``copy.deepcopy`` drops ``_compiled_call_impl``, which code can set on an
+    instance to replace what calling it runs: the copy would look like a
+    plain module of its class to the rules. ``Module.compile``'s own
+    ``_compiled_call_impl`` computes what the class says and is not marked.
     """
     pairs = zip(model.named_modules(remove_duplicate=False),
                 work.named_modules(remove_duplicate=False), strict=True)
     for (_, original), (_, copied) in pairs:
-        if vars(original).get("_compiled_call_impl") is not None:
+        if not _compiled_as_is(original):
             copied.__dict__[COMPILED_MARK] = True
 
 
@@ -94,6 +145,7 @@ def capture(model: nn.Module, example_inputs) -> tuple[torch.fx.GraphModule, str
         come from (:func:`_modules_from_export`); an operation that cannot be
         mapped stays as it is and stops the propagation.
     """
+    _check_calls_visible(model)
     work = copy.deepcopy(model).train()
     _keep_compiled_marks(model, work)
     how = "torch.fx"
