@@ -102,3 +102,39 @@ def test_reverse_mode_autograd_still_runs(x):
     (ga,) = torch.autograd.grad(bn(a).pow(3).sum(), a)
     (gb,) = torch.autograd.grad(F.batch_norm(b, None, None, training=True).pow(3).sum(), b)
     torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)
+
+
+class _PassThrough(torch.utils._python_dispatch.TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _Sub(torch.Tensor):
+    pass
+
+
+@JIT_DEPRECATED
+@pytest.mark.parametrize("route", ["dispatch-mode", "subclass", "compile"])
+def test_forward_mode_off_the_eager_route_is_refused_not_zero(x, route):
+    # These take the registered op, which PyTorch runs without its autograd
+    # formula when no input requires grad: the tangents were dropped silently.
+    import torch.autograd.forward_ad as fwAD
+
+    w = torch.rand(3, dtype=torch.float64) + 0.5
+    match = r"no forward-mode derivative.*torch\.nn\.functional"
+    if route == "compile":
+        fn = torch.compile(lambda a: torch.func.jvp(
+            lambda b: bt.batch_norm(b, None, None, w, None, True), (a,), (a,)),
+            backend="aot_eager")
+        with pytest.raises(RuntimeError, match=match):
+            fn(x)
+        return
+    with fwAD.dual_level():
+        if route == "subclass":
+            weight = fwAD.make_dual(w.as_subclass(_Sub), torch.ones_like(w))
+            with pytest.raises(RuntimeError, match=match):
+                bt.batch_norm(x, None, None, weight, None, True)
+        else:
+            dual = fwAD.make_dual(x, torch.ones_like(x))
+            with _PassThrough(), pytest.raises(RuntimeError, match=match):
+                bn(dual)

@@ -261,6 +261,22 @@ def _no_forward_mode(api: str) -> str:
     )
 
 
+def _refuse_tangents(tensors) -> None:
+    """Raise when an input carries a forward-mode tangent (dual tensors, torch.func.jvp).
+
+    The registered op has no forward-mode formula, and PyTorch runs a custom
+    op whose inputs do not require grad without its autograd formula: the
+    tangents would be dropped, silently (seen under torch.compile, dispatch
+    modes and tensor subclasses, which take the op instead of the eager route).
+    """
+    import torch.autograd.forward_ad as fwAD
+
+    if fwAD._current_level < 0:
+        return
+    if any(t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors):
+        raise RuntimeError(_no_forward_mode("dual tensors, torch.func.jvp, jacfwd"))
+
+
 def _under_func(tensors):
     """Return the op to run inside torch.func transforms, or None outside them.
 
@@ -474,6 +490,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if _eager(tensors):
         op = _EagerBatchNorm.apply
     else:
+        _refuse_tangents(tensors)
         op = _under_func(tensors) or _forward_op
     y, _, _, new_mean, new_var = op(input, weight, bias, running_mean, running_var,
                                     training, float(momentum), float(eps))
