@@ -717,6 +717,19 @@ def test_code_torch_fx_would_not_see_is_refused(change, flat):
         assert torch.equal(v, state[k]), k
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*is deprecated")
+def test_a_model_that_cannot_be_copied_is_a_clear_error():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).double()
+    model[0] = torch.nn.utils.weight_norm(model[0])  # the old API: deepcopy fails
+    xs = img()
+    model(*xs)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CaptureError, match="cannot be copied.*parametrizations.weight_norm"):
+        audit(model, *xs)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
 # compiling imports parts of PyTorch that warn about torch.jit's deprecation
 @pytest.mark.filterwarnings("ignore:`torch.jit.script.*is deprecated:DeprecationWarning")
 def test_a_real_module_compile_is_audited_as_the_class_computes():

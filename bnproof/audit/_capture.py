@@ -146,7 +146,15 @@ def capture(model: nn.Module, example_inputs) -> tuple[torch.fx.GraphModule, str
         mapped stays as it is and stops the propagation.
     """
     _check_calls_visible(model)
-    work = copy.deepcopy(model).train()
+    try:
+        work = copy.deepcopy(model).train()
+    except Exception as exc:  # noqa: BLE001 - whatever stops the copy is reported
+        raise CaptureError(
+            f"the model cannot be copied ({_first_line(exc)}); the audit works on a copy "
+            "so that the model itself is never changed. Make it copyable (the old "
+            "torch.nn.utils.weight_norm is a common cause: "
+            "torch.nn.utils.parametrizations.weight_norm copies)"
+        ) from None
     _keep_compiled_marks(model, work)
     how = "torch.fx"
     try:
