@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ._propagate import COMPILED_MARK
+from ._propagate import COMPILED_MARK, has_own_hooks
 
 __all__ = ["CaptureError", "capture", "check_model"]
 
@@ -96,10 +96,7 @@ def _check_calls_visible(model: nn.Module) -> None:
             replaced.append("_compiled_call_impl")
         if root and "forward" in vars(module):
             replaced.append("forward")
-        hooked = root and bool(
-            module._forward_hooks or module._forward_pre_hooks
-            or getattr(module, "_forward_hooks_with_kwargs", None)
-            or getattr(module, "_forward_pre_hooks_with_kwargs", None))
+        hooked = root and has_own_hooks(module)
         if replaced or hooked:
             what = (f"{', '.join(replaced)} set on the instance" if replaced
                     else "forward hooks on it")

@@ -301,12 +301,17 @@ def has_hooks(module) -> bool:
     """
     from torch.nn.modules import module as _module
 
-    return bool(module._forward_hooks or module._forward_pre_hooks
+    return bool(has_own_hooks(module)
                 or _module._global_forward_hooks or _module._global_forward_pre_hooks
-                or getattr(module, "_forward_hooks_with_kwargs", None)
-                or getattr(module, "_forward_pre_hooks_with_kwargs", None)
                 or _replaced_methods(module)
                 or getattr(module, "__dict__", {}).get(COMPILED_MARK, False))
+
+
+def has_own_hooks(module) -> bool:
+    """Whether forward or pre-forward hooks are registered on the module itself."""
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or getattr(module, "_forward_hooks_with_kwargs", None)
+                or getattr(module, "_forward_pre_hooks_with_kwargs", None))
 
 
 #: Set on a module of the audit's copy of a model whose original was compiled
