@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from bnproof.torch import convert
+from bnproof.torch._bench import _times  # warm-up call, then the timed ones
 
 SHAPES = [
     (256, 64), (1024, 256), (2048, 512), (512, 2048), (8192, 512), (4096, 4096),
     (32, 64, 56, 56), (128, 256, 14, 14), (64, 512, 7, 7), (16, 128, 28, 28),
     (8, 64, 112, 112),
 ]
-
-
-def _times(fn, n: int) -> list[float]:
-    fn()  # warm up
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def _row(shape, channels_last: bool, rounds: int) -> str:
